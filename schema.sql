@@ -1,0 +1,164 @@
+-- aimeta database schema: the single source of truth (applied by aimeta.db.connect).
+-- Every statement is idempotent; migrations for older databases live in db.py.
+-- Open this file in DB Browser for SQLite to explore a database.
+
+PRAGMA foreign_keys = ON;
+
+-- One row per image file. `id` is stable: derived from `key`, the path relative to the
+-- folder that was scanned, prefixed with that folder's name (moving the folder keeps ids).
+CREATE TABLE IF NOT EXISTS images (
+    id            INTEGER PRIMARY KEY,
+    key           TEXT NOT NULL UNIQUE,
+    path          TEXT NOT NULL,              -- absolute path when read
+    root          TEXT,                       -- the folder that was scanned
+    file_name     TEXT NOT NULL,
+    ext           TEXT,
+    size          INTEGER,
+    mtime_ns      INTEGER,
+    sha256        TEXT,
+    width         INTEGER,
+    height        INTEGER,
+    generator     TEXT NOT NULL,              -- a1111, comfyui, ..., 'none' (no metadata), 'unknown'
+    reader        TEXT,                       -- exiftool | native
+    raw_json      TEXT,                       -- every text field read from the file
+    extra_json    TEXT,                       -- parser output without a normalised key
+    warnings_json TEXT,
+    parser_version INTEGER,
+    ingested_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+);
+CREATE INDEX IF NOT EXISTS idx_images_path ON images(path);
+CREATE INDEX IF NOT EXISTS idx_images_generator ON images(generator);
+CREATE INDEX IF NOT EXISTS idx_images_sha256 ON images(sha256);
+
+-- Normalised parameters, one row per key. Values are text: seeds exceed 64-bit integers.
+CREATE TABLE IF NOT EXISTS kv (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    key      TEXT NOT NULL,
+    value    TEXT,
+    PRIMARY KEY (image_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_kv_key_value ON kv(key, value);
+
+-- Prompt tokens. t_raw as written, t_norm lower-case without emphasis, for matching.
+CREATE TABLE IF NOT EXISTS tokens (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    side     TEXT NOT NULL CHECK (side IN ('pos', 'neg')),
+    position INTEGER NOT NULL,
+    t_raw    TEXT NOT NULL,
+    t_norm   TEXT NOT NULL,
+    weight   REAL NOT NULL DEFAULT 1.0,
+    PRIMARY KEY (image_id, side, position)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_tokens_norm ON tokens(t_norm, side, image_id);
+
+-- Models used to make each image: checkpoint, lora, embedding, vae, upscaler, ...
+CREATE TABLE IF NOT EXISTS resources (
+    image_id    INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL,
+    name        TEXT NOT NULL,                -- normalised: no folders, no file extension
+    weight      REAL,
+    weight_clip REAL,
+    hash        TEXT,
+    hash_type   TEXT,
+    source      TEXT,
+    extra_json  TEXT,
+    PRIMARY KEY (image_id, kind, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_resources_kind_name ON resources(kind, name, image_id);
+CREATE INDEX IF NOT EXISTS idx_resources_hash ON resources(hash);
+
+-- Civitai model versions known locally (from map files, API exports or --online look-ups).
+CREATE TABLE IF NOT EXISTS model_versions (
+    version_id   INTEGER PRIMARY KEY,
+    model_id     INTEGER,
+    kind         TEXT,
+    model_name   TEXT,
+    version_name TEXT,
+    base_model   TEXT,
+    files_json   TEXT,
+    hashes_json  TEXT,
+    source       TEXT,
+    updated_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+);
+
+-- Hashes of model files, for resolving resources known only by hash (prefix match).
+CREATE TABLE IF NOT EXISTS model_hashes (
+    hash       TEXT NOT NULL,                 -- lower-case hex
+    hash_type  TEXT,
+    version_id INTEGER NOT NULL REFERENCES model_versions(version_id) ON DELETE CASCADE,
+    PRIMARY KEY (hash, version_id)
+) WITHOUT ROWID;
+
+-- AI ratings: one row per (image path, model tag).
+CREATE TABLE IF NOT EXISTS ratings (
+    path              TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    overall           INTEGER NOT NULL CHECK (overall BETWEEN 1 AND 5),
+    scores_json       TEXT NOT NULL,
+    keywords_json     TEXT NOT NULL,
+    prompt_tokens     INTEGER,
+    completion_tokens INTEGER,
+    duration_s        REAL,
+    prompt_hash       TEXT,
+    rated_at          TEXT NOT NULL,
+    PRIMARY KEY (path, model)
+);
+CREATE INDEX IF NOT EXISTS idx_ratings_overall ON ratings(overall, model);
+
+-- Files that could not be read or parsed, with the reason. Cleared when the file succeeds.
+CREATE TABLE IF NOT EXISTS errors (
+    path   TEXT NOT NULL,
+    stage  TEXT NOT NULL,                     -- dump | ingest | resources | rate | ...
+    reason TEXT NOT NULL,
+    at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    PRIMARY KEY (path, stage)
+);
+
+-- How far each raw-metadata file has been ingested, so a re-run starts where the last ended.
+CREATE TABLE IF NOT EXISTS ingest_progress (
+    source     TEXT PRIMARY KEY,              -- absolute path of the JSONL file
+    identity   TEXT NOT NULL,                 -- changes when the file is replaced
+    offset     INTEGER NOT NULL
+);
+
+CREATE VIEW IF NOT EXISTS v_images_with_core_params AS
+SELECT
+    i.id, i.path, i.file_name, i.generator, i.width, i.height,
+    MAX(CASE WHEN kv.key = 'prompt' THEN kv.value END)          AS prompt,
+    MAX(CASE WHEN kv.key = 'negative_prompt' THEN kv.value END) AS negative_prompt,
+    MAX(CASE WHEN kv.key = 'model' THEN kv.value END)           AS model,
+    MAX(CASE WHEN kv.key = 'model_hash' THEN kv.value END)      AS model_hash,
+    MAX(CASE WHEN kv.key = 'sampler' THEN kv.value END)         AS sampler,
+    MAX(CASE WHEN kv.key = 'sampler_norm' THEN kv.value END)    AS sampler_norm,
+    MAX(CASE WHEN kv.key = 'scheduler_norm' THEN kv.value END)  AS scheduler_norm,
+    MAX(CASE WHEN kv.key = 'steps' THEN kv.value END)           AS steps,
+    MAX(CASE WHEN kv.key = 'cfg' THEN kv.value END)             AS cfg,
+    MAX(CASE WHEN kv.key = 'seed' THEN kv.value END)            AS seed,
+    MAX(CASE WHEN kv.key = 'clip_skip' THEN kv.value END)       AS clip_skip,
+    MAX(CASE WHEN kv.key = 'denoise' THEN kv.value END)         AS denoise
+FROM images i LEFT JOIN kv ON kv.image_id = i.id
+GROUP BY i.id;
+
+CREATE VIEW IF NOT EXISTS v_images_with_resources AS
+SELECT
+    i.id, i.path, i.generator,
+    (SELECT group_concat(name, ', ') FROM resources r
+      WHERE r.image_id = i.id AND r.kind = 'checkpoint')               AS checkpoints,
+    (SELECT group_concat(name || COALESCE(':' || weight, ''), ', ') FROM resources r
+      WHERE r.image_id = i.id AND r.kind = 'lora')                     AS loras,
+    (SELECT group_concat(name, ', ') FROM resources r
+      WHERE r.image_id = i.id AND r.kind = 'embedding')                AS embeddings,
+    (SELECT group_concat(name, ', ') FROM resources r
+      WHERE r.image_id = i.id AND r.kind = 'vae')                      AS vaes,
+    (SELECT group_concat(name, ', ') FROM resources r
+      WHERE r.image_id = i.id AND r.kind = 'upscaler')                 AS upscalers,
+    (SELECT group_concat(kind || ':' || name, ', ') FROM resources r
+      WHERE r.image_id = i.id AND r.kind NOT IN
+        ('checkpoint', 'lora', 'embedding', 'vae', 'upscaler'))        AS other_resources
+FROM images i;
+
+CREATE VIEW IF NOT EXISTS v_images_search AS
+SELECT
+    c.*, r.checkpoints, r.loras, r.embeddings, r.vaes, r.upscalers, r.other_resources,
+    (SELECT MAX(overall) FROM ratings WHERE ratings.path = c.path)     AS best_rating
+FROM v_images_with_core_params c JOIN v_images_with_resources r ON r.id = c.id;

@@ -1,0 +1,3 @@
+from aimeta.cli import main
+
+main()

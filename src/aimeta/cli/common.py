@@ -1,0 +1,135 @@
+"""Shared pieces of the command line: the Typer app, consoles, error handling, progress."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from aimeta import __version__, events
+from aimeta.errors import AimetaError, UsageError
+
+app = typer.Typer(
+    name="aimeta",
+    help=(
+        "Read, normalise and search the generation metadata of AI images, and rate images "
+        "with a local vision LLM.\n\nQuick start: `aimeta all Input/` reads every image "
+        "below Input/ into out/images.db."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Data goes to stdout, status to stderr (so `aimeta ... --out - | sort` works).
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aimeta {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Read, normalise and search AI image metadata; rate images with a local vision LLM."""
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn AimetaError into one ``Error: ...`` line and exit 1 (2 for usage errors)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except UsageError as exc:
+            stderr.print(f"[red]Error:[/red] {exc.message}", highlight=False)
+            raise typer.Exit(code=2) from exc
+        except AimetaError as exc:
+            stderr.print(f"[red]Error:[/red] {exc.message}", highlight=False)
+            raise typer.Exit(code=1) from exc
+        except KeyboardInterrupt:
+            stderr.print("Interrupted.")
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+@contextmanager
+def progress_events(quiet: bool = False) -> Iterator[events.OnEvent]:
+    """An ``on_event`` callback that draws a rich progress bar on stderr and prints log lines."""
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+        disable=quiet or not stderr.is_terminal,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def on_event(event: events.Event) -> None:
+        if isinstance(event, events.Started):
+            tasks[event.stage] = bar.add_task(event.stage, total=event.total, rate="")
+        elif isinstance(event, events.Progress):
+            task = tasks.get(event.stage)
+            if task is not None:
+                bar.advance(task, event.advance)
+                speed = bar.tasks[task].speed
+                bar.update(task, rate=f"{speed:,.0f}/s" if speed else "")
+        elif isinstance(event, events.Finished):
+            task = tasks.pop(event.stage, None)
+            if task is not None:
+                bar.remove_task(task)
+        elif isinstance(event, events.Log):
+            if quiet and event.level in ("debug", "info"):
+                return
+            if event.level == "debug":
+                return
+            style = {"warning": "yellow", "error": "red"}.get(event.level, "")
+            bar.console.print(event.message, style=style, highlight=False, markup=False)
+
+    with bar:
+        yield on_event
+
+
+def is_stdout(path: Any) -> bool:
+    """True when a path option means standard output (``-``)."""
+    return str(path) == "-"
+
+
+def die(message: str, code: int = 1) -> None:
+    """Print one error line and exit (for checks in the CLI layer itself)."""
+    stderr.print(f"[red]Error:[/red] {message}", highlight=False)
+    raise typer.Exit(code=code)
+
+
+def flush_stdout() -> None:
+    sys.stdout.flush()

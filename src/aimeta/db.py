@@ -1,0 +1,271 @@
+"""The one place that opens SQLite.
+
+``connect`` sets the pragmas every writer needs (WAL, foreign keys, busy timeout), applies
+schema.sql and migrations; ``open_readonly`` gives a connection that cannot change anything.
+Writers group work with ``transaction`` so a killed run loses at most the current batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources as package_files
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from aimeta.errors import DatabaseBusy, DatabaseError
+from aimeta.record import Record
+from aimeta.resource_names import merge_resources
+from aimeta.tokens import Token
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+
+
+def schema_path() -> Path:
+    """schema.sql from an installed wheel (inside the package) or a source checkout (top level)."""
+    packaged = package_files.files("aimeta").joinpath("schema.sql")
+    if packaged.is_file():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parents[2] / "schema.sql"
+    if checkout.is_file():
+        return checkout
+    raise DatabaseError("schema.sql not found: the aimeta installation is incomplete")
+
+
+def connect(path: Path | str, *, schema: Path | None = None) -> sqlite3.Connection:
+    """Open (creating if needed) the database at ``path`` and bring its schema up to date.
+
+    The connection is in autocommit mode; group writes with :func:`transaction`.
+    """
+    path = Path(path)
+    if str(path) != ":memory:":
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(f"cannot create the folder for {path}: {exc.strerror}") from exc
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if str(path) != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION or schema is not None:
+            script = (schema or schema_path()).read_text(encoding="utf-8")
+            with transaction(conn):
+                for statement in _statements(script):
+                    conn.execute(statement)
+                _migrate(conn, version)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except sqlite3.DatabaseError as exc:
+        raise _translate(exc, path) from exc
+    return conn
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a schema script into statements (executescript would commit on its own)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--") and not buffer.strip():
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statement = buffer.strip()
+            buffer = ""
+            if statement.upper().startswith("PRAGMA"):
+                continue  # pragmas are set by connect(), outside the transaction
+            yield statement
+
+
+def _migrate(conn: sqlite3.Connection, from_version: int) -> None:
+    """Changes for databases made by older versions (none yet beyond the schema itself)."""
+    del conn, from_version
+
+
+def open_readonly(path: Path | str) -> sqlite3.Connection:
+    """Open an existing database so that no statement can change it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatabaseError(f"no database at {path}: run `aimeta ingest` or `aimeta all` first")
+    try:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA query_only = ON")
+    except sqlite3.DatabaseError as exc:
+        raise _translate(exc, path) from exc
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception.
+
+    IMMEDIATE takes the write lock up front, so two writers wait for each other (up to the
+    busy timeout) instead of failing half-way through a batch.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        raise _translate(exc, None) from exc
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            conn.execute("ROLLBACK")
+            raise _translate(exc, None) from exc
+
+
+def _translate(exc: sqlite3.DatabaseError, path: Path | None) -> DatabaseError:
+    text = str(exc)
+    where = f" ({path})" if path else ""
+    if "locked" in text or "busy" in text:
+        return DatabaseBusy()
+    return DatabaseError(f"database error{where}: {text}")
+
+
+def image_id(key: str) -> int:
+    """A stable 63-bit id for an image key (its path relative to the scanned folder)."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+
+
+def store_image(
+    conn: sqlite3.Connection,
+    image: dict[str, Any],
+    record: Record | None,
+    tokens: Sequence[tuple[str, Token]] = (),
+) -> int:
+    """Replace everything stored for one image (inside the caller's transaction).
+
+    ``image`` carries key, path, root, file_name, ext, size, mtime_ns, sha256, width, height,
+    reader, raw (the text fields), generator (when ``record`` is None). Rows of kv, tokens and
+    resources are replaced, never duplicated.
+    """
+    ident = image_id(image["key"])
+    generator = record.generator if record else image.get("generator", "none")
+    conn.execute("DELETE FROM kv WHERE image_id = ?", (ident,))
+    conn.execute("DELETE FROM tokens WHERE image_id = ?", (ident,))
+    conn.execute("DELETE FROM resources WHERE image_id = ?", (ident,))
+    conn.execute(
+        """INSERT INTO images (id, key, path, root, file_name, ext, size, mtime_ns, sha256,
+               width, height, generator, reader, raw_json, extra_json, warnings_json,
+               parser_version, ingested_at)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+           ON CONFLICT(id) DO UPDATE SET key=excluded.key, path=excluded.path,
+               root=excluded.root, file_name=excluded.file_name, ext=excluded.ext,
+               size=excluded.size, mtime_ns=excluded.mtime_ns, sha256=excluded.sha256,
+               width=excluded.width, height=excluded.height, generator=excluded.generator,
+               reader=excluded.reader, raw_json=excluded.raw_json,
+               extra_json=excluded.extra_json, warnings_json=excluded.warnings_json,
+               parser_version=excluded.parser_version, ingested_at=excluded.ingested_at""",
+        (
+            ident,
+            image["key"],
+            image["path"],
+            image.get("root"),
+            image["file_name"],
+            image.get("ext"),
+            image.get("size"),
+            image.get("mtime_ns"),
+            image.get("sha256"),
+            image.get("width"),
+            image.get("height"),
+            generator,
+            image.get("reader"),
+            _json(image.get("raw") or {}),
+            _json(record.extra) if record and record.extra else None,
+            _json(record.warnings) if record and record.warnings else None,
+            image.get("parser_version"),
+        ),
+    )
+    if record is None:
+        return ident
+    kv_rows = dict(record.params)
+    if record.prompt is not None:
+        kv_rows["prompt"] = record.prompt
+    if record.negative_prompt is not None:
+        kv_rows["negative_prompt"] = record.negative_prompt
+    conn.executemany(
+        "INSERT INTO kv (image_id, key, value) VALUES (?, ?, ?)",
+        [(ident, key, value) for key, value in kv_rows.items()],
+    )
+    conn.executemany(
+        "INSERT INTO tokens (image_id, side, position, t_raw, t_norm, weight)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(ident, side, t.position, t.t_raw, t.t_norm, t.weight) for side, t in tokens],
+    )
+    store_resources(conn, ident, record)
+    return ident
+
+
+def store_resources(conn: sqlite3.Connection, ident: int, record: Record) -> None:
+    """Insert the merged resources of ``record`` for image ``ident`` (rows must be absent)."""
+    conn.executemany(
+        "INSERT INTO resources (image_id, kind, name, weight, weight_clip, hash, hash_type,"
+        " source, extra_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                ident,
+                row.kind,
+                row.name,
+                row.weight,
+                row.weight_clip,
+                row.hash,
+                row.hash_type,
+                row.source,
+                _json(row.extra) if row.extra else None,
+            )
+            for row in merge_resources(record.resources)
+        ],
+    )
+
+
+def record_error(conn: sqlite3.Connection, path: str, stage: str, reason: str) -> None:
+    """Remember that ``path`` failed in ``stage`` (replacing an older reason)."""
+    conn.execute(
+        "INSERT INTO errors (path, stage, reason) VALUES (?, ?, ?)"
+        " ON CONFLICT(path, stage) DO UPDATE SET reason=excluded.reason, at=excluded.at",
+        (path, stage, reason[:2000]),
+    )
+
+
+def clear_errors(conn: sqlite3.Connection, paths: Iterable[str], stage: str) -> None:
+    """Forget earlier failures of ``paths`` in ``stage`` (they have now succeeded)."""
+    conn.executemany(
+        "DELETE FROM errors WHERE path = ? AND stage = ?", [(p, stage) for p in paths]
+    )
+
+
+def summary(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Counts for the end-of-run summary: images by generator, tokens, resources, errors."""
+    by_generator = dict(
+        conn.execute(
+            "SELECT generator, COUNT(*) FROM images GROUP BY generator ORDER BY COUNT(*) DESC"
+        ).fetchall()
+    )
+    count = lambda table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: E731
+    return {
+        "images": sum(by_generator.values()),
+        "by_generator": by_generator,
+        "tokens": count("tokens"),
+        "resources": count("resources"),
+        "ratings": count("ratings"),
+        "errors": count("errors"),
+    }

@@ -1,0 +1,54 @@
+"""Generator-format parsers and the registry that tries them in order.
+
+Each format is one module exposing ``PARSER``: a :class:`ParserInfo` whose ``parse`` takes the
+canonical text fields of one file (see :mod:`aimeta.readers.fields`) and returns a
+:class:`~aimeta.record.Record`, or ``None`` when the fields are not in its format. Parsers are
+pure: no I/O, no globals, and they never raise on bad input (they return ``None`` or a record
+with warnings). Adding a format is adding one module and its name to ``ORDER``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+
+from aimeta.record import Record
+
+# Tried first to last; the first parser that returns a record wins. More specific formats come
+# before the general ones they resemble (a ComfyUI graph before the A1111 text that
+# comfy-image-saver writes next to it).
+ORDER: tuple[str, ...] = ("comfyui", "a1111")
+
+# Bumped whenever a parser changes what it extracts, so stored images can be re-parsed.
+PARSER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ParserInfo:
+    """One format: ``name`` is the generator id stored in the database."""
+
+    name: str
+    label: str
+    containers: str
+    parse: Callable[[Mapping[str, str]], Record | None]
+
+
+@cache
+def registry() -> tuple[ParserInfo, ...]:
+    """The parsers in the order they are tried."""
+    return tuple(importlib.import_module(f"aimeta.parsers.{name}").PARSER for name in ORDER)
+
+
+def parse_fields(fields: Mapping[str, str]) -> Record:
+    """The record for one file's text fields: the first parser that recognises them, else a
+    record with generator ``none`` (nothing generation-like was found)."""
+    for parser in registry():
+        try:
+            record = parser.parse(fields)
+        except RecursionError:
+            return Record(generator="unknown", warnings=[f"{parser.name}: input nested too deeply"])
+        if record is not None:
+            return record
+    return Record(generator="none")
