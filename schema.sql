@@ -121,7 +121,8 @@ CREATE TABLE IF NOT EXISTS ingest_progress (
     offset     INTEGER NOT NULL
 );
 
-CREATE VIEW IF NOT EXISTS v_images_with_core_params AS
+DROP VIEW IF EXISTS v_images_with_core_params;
+CREATE VIEW v_images_with_core_params AS
 SELECT
     i.id, i.path, i.file_name, i.generator, i.width, i.height,
     MAX(CASE WHEN kv.key = 'prompt' THEN kv.value END)          AS prompt,
@@ -139,7 +140,8 @@ SELECT
 FROM images i LEFT JOIN kv ON kv.image_id = i.id
 GROUP BY i.id;
 
-CREATE VIEW IF NOT EXISTS v_images_with_resources AS
+DROP VIEW IF EXISTS v_images_with_resources;
+CREATE VIEW v_images_with_resources AS
 SELECT
     i.id, i.path, i.generator,
     (SELECT group_concat(name, ', ') FROM resources r
@@ -157,7 +159,8 @@ SELECT
         ('checkpoint', 'lora', 'embedding', 'vae', 'upscaler'))        AS other_resources
 FROM images i;
 
-CREATE VIEW IF NOT EXISTS v_images_search AS
+DROP VIEW IF EXISTS v_images_search;
+CREATE VIEW v_images_search AS
 SELECT
     c.*, r.checkpoints, r.loras, r.embeddings, r.vaes, r.upscalers, r.other_resources,
     (SELECT MAX(overall) FROM ratings WHERE ratings.path = c.path)     AS best_rating

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources as package_files
@@ -22,7 +23,6 @@ from aimeta.record import Record
 from aimeta.resource_names import merge_resources
 from aimeta.tokens import Token
 
-SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -55,14 +55,17 @@ def connect(path: Path | str, *, schema: Path | None = None) -> sqlite3.Connecti
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+        script = (schema or schema_path()).read_text(encoding="utf-8")
+        # user_version holds a fingerprint of the schema text: the (idempotent) schema is
+        # applied again only when it changed, so opening a current database costs nothing.
+        fingerprint = zlib.crc32(script.encode("utf-8")) & 0x7FFFFFFF
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version < SCHEMA_VERSION or schema is not None:
-            script = (schema or schema_path()).read_text(encoding="utf-8")
+        if version != fingerprint:
             with transaction(conn):
+                _migrate(conn, version)
                 for statement in _statements(script):
                     conn.execute(statement)
-                _migrate(conn, version)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute(f"PRAGMA user_version = {fingerprint}")
     except sqlite3.DatabaseError as exc:
         raise _translate(exc, path) from exc
     return conn
@@ -84,7 +87,7 @@ def _statements(script: str) -> Iterator[str]:
 
 
 def _migrate(conn: sqlite3.Connection, from_version: int) -> None:
-    """Changes for databases made by older versions (none yet beyond the schema itself)."""
+    """Changes the idempotent schema script cannot make by itself (none needed yet)."""
     del conn, from_version
 
 

@@ -11,6 +11,8 @@ tags keyed ``Group:Name`` as ``exiftool -json -G1 -n`` names them (``PNG:Paramet
   ``software``, ... (ExifIFD wins over IFD0 for the same name).
 * XMP: ``xmp:`` + the name lower-cased (``xmp:usercomment``, ``xmp:description``).
 * JPEG COM segment: ``comment``.
+* ``AIMETA:*`` tags aimeta derives itself: snake_case (``AIMETA:StealthPNGInfo`` ->
+  ``stealth_png_info``).
 """
 
 from __future__ import annotations
@@ -80,6 +82,12 @@ def repair_mojibake(text: str) -> str:
     return repaired
 
 
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_").replace(
+        "p_n_g", "png"
+    )
+
+
 def text_fields(tags: Mapping[str, Any]) -> dict[str, str]:
     """Canonical text fields (see the module docstring) from one file's tag dict."""
     fields: dict[str, str] = {}
@@ -100,9 +108,13 @@ def text_fields(tags: Mapping[str, Any]) -> dict[str, str]:
             fields[f"xmp:{lowered}"] = text
         elif full_name == "File:Comment":
             fields["comment"] = text
-    for group in _EXIF_GROUPS:
-        for name, text in exif[group].items():
-            fields.setdefault(name, text) if group == "IFD0" else fields.__setitem__(name, text)
+        elif group == "AIMETA":
+            # Fields aimeta derives itself, e.g. AIMETA:StealthPNGInfo (infotext hidden in
+            # the alpha channel of a PNG) -> "stealth_pnginfo".
+            fields[_snake(name)] = text
+    for name, text in exif["IFD0"].items():
+        fields.setdefault(name, text)
+    fields.update(exif["ExifIFD"])
     return fields
 
 
