@@ -1,0 +1,144 @@
+"""Fixture factory: small image files carrying exactly the metadata bytes a test states.
+
+PNG chunks are written by hand (so tests can place text after the image data, pick tEXt,
+zTXt or iTXt, and write UTF-8 into tEXt as some tools wrongly do); JPEG and WebP EXIF go
+through Pillow with the UserComment bytes built here in every encoding generators use.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image
+
+Chunk = Literal["tEXt", "zTXt", "iTXt"]
+UserCommentEncoding = Literal["unicode-be", "unicode-le", "unicode-bom", "ascii", "none"]
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EXIF_IFD_POINTER = 0x8769
+_USER_COMMENT = 0x9286
+_MAKE, _MODEL, _IMAGE_DESCRIPTION = 0x010F, 0x0110, 0x010E
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk with a correct CRC."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def text_chunk(keyword: str, text: str, chunk: Chunk = "tEXt", *, tEXt_encoding: str = "latin-1") -> bytes:  # noqa: N803
+    """A tEXt (Latin-1, or ``tEXt_encoding``), zTXt (zlib) or iTXt (UTF-8) chunk."""
+    key = keyword.encode("latin-1")
+    if chunk == "tEXt":
+        return png_chunk(b"tEXt", key + b"\0" + text.encode(tEXt_encoding))
+    if chunk == "zTXt":
+        return png_chunk(b"zTXt", key + b"\0\0" + zlib.compress(text.encode("latin-1")))
+    return png_chunk(b"iTXt", key + b"\0\0\0\0\0" + text.encode("utf-8"))
+
+
+def png_with_text(
+    path: Path,
+    chunks: Mapping[str, str],
+    *,
+    chunk: Chunk = "tEXt",
+    after_idat: bool = False,
+    size: tuple[int, int] = (8, 8),
+    tEXt_encoding: str = "latin-1",  # noqa: N803
+) -> Path:
+    """Write an RGB PNG of ``size`` with one text chunk per ``chunks`` item.
+
+    Values that do not fit Latin-1 in a tEXt/zTXt chunk go into iTXt automatically.
+    """
+    width, height = size
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    raw = b"".join(b"\0" + b"\x80\x40\x20" * width for _ in range(height))
+    texts = b""
+    for keyword, text in chunks.items():
+        kind: Chunk = chunk
+        if kind != "iTXt" and tEXt_encoding == "latin-1":
+            try:
+                text.encode("latin-1")
+            except UnicodeEncodeError:
+                kind = "iTXt"
+        texts += text_chunk(keyword, text, kind, tEXt_encoding=tEXt_encoding)
+    body = png_chunk(b"IHDR", ihdr)
+    idat = png_chunk(b"IDAT", zlib.compress(raw))
+    body += idat + texts if after_idat else texts + idat
+    path.write_bytes(_PNG_SIGNATURE + body + png_chunk(b"IEND", b""))
+    return path
+
+
+def user_comment_bytes(text: str, encoding: UserCommentEncoding = "unicode-be") -> bytes:
+    """EXIF UserComment bytes: an 8-byte charset header (or none) and the text."""
+    if encoding == "unicode-be":
+        return b"UNICODE\0" + text.encode("utf-16-be")
+    if encoding == "unicode-le":
+        return b"UNICODE\0" + text.encode("utf-16-le")
+    if encoding == "unicode-bom":
+        return b"UNICODE\0" + b"\xff\xfe" + text.encode("utf-16-le")
+    if encoding == "ascii":
+        return b"ASCII\0\0\0" + text.encode("ascii", errors="replace")
+    return text.encode("utf-8")
+
+
+def _exif(
+    user_comment: str | None,
+    encoding: UserCommentEncoding,
+    make: str | None,
+    model: str | None,
+    image_description: str | None,
+) -> Image.Exif:
+    exif = Image.Exif()
+    if make is not None:
+        exif[_MAKE] = make
+    if model is not None:
+        exif[_MODEL] = model
+    if image_description is not None:
+        exif[_IMAGE_DESCRIPTION] = image_description
+    if user_comment is not None:
+        exif.get_ifd(_EXIF_IFD_POINTER)[_USER_COMMENT] = user_comment_bytes(user_comment, encoding)
+    return exif
+
+
+def jpeg_with_exif(
+    path: Path,
+    *,
+    user_comment: str | None = None,
+    encoding: UserCommentEncoding = "unicode-be",
+    make: str | None = None,
+    model: str | None = None,
+    image_description: str | None = None,
+    size: tuple[int, int] = (8, 8),
+    comment: str | None = None,
+) -> Path:
+    """Write a JPEG with the given EXIF fields (and a COM segment when ``comment`` is set)."""
+    image = Image.new("RGB", size, (128, 64, 32))
+    exif = _exif(user_comment, encoding, make, model, image_description)
+    extra = {"comment": comment.encode("utf-8")} if comment is not None else {}
+    image.save(path, "JPEG", exif=exif.tobytes(), quality=80, **extra)
+    return path
+
+
+def webp_with_exif(
+    path: Path,
+    *,
+    user_comment: str | None = None,
+    encoding: UserCommentEncoding = "unicode-be",
+    make: str | None = None,
+    model: str | None = None,
+    image_description: str | None = None,
+    size: tuple[int, int] = (8, 8),
+) -> Path:
+    """Write a WebP with an EXIF chunk holding the given fields."""
+    image = Image.new("RGB", size, (32, 64, 128))
+    exif = _exif(user_comment, encoding, make, model, image_description)
+    image.save(path, "WEBP", exif=exif.tobytes(), quality=80)
+    return path
+
+
+def plain_png(path: Path, size: tuple[int, int] = (8, 8)) -> Path:
+    """A PNG without any text chunk (a photo, for aimeta)."""
+    return png_with_text(path, {}, size=size)
