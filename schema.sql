@@ -165,3 +165,63 @@ SELECT
     c.*, r.checkpoints, r.loras, r.embeddings, r.vaes, r.upscalers, r.other_resources,
     (SELECT MAX(overall) FROM ratings WHERE ratings.path = c.path)     AS best_rating
 FROM v_images_with_core_params c JOIN v_images_with_resources r ON r.id = c.id;
+
+-- Full-text index of the prompts: one row per image (rowid = images.id). Triggers on kv keep
+-- it current, so every writer of 'prompt'/'negative_prompt' updates it without knowing it.
+CREATE VIRTUAL TABLE IF NOT EXISTS prompts_fts USING fts5(
+    prompt, negative_prompt, tokenize = 'unicode61 remove_diacritics 2'
+);
+
+DROP TRIGGER IF EXISTS trg_kv_prompts_fts_insert;
+CREATE TRIGGER trg_kv_prompts_fts_insert AFTER INSERT ON kv
+WHEN new.key IN ('prompt', 'negative_prompt')
+BEGIN
+    DELETE FROM prompts_fts WHERE rowid = new.image_id;
+    INSERT INTO prompts_fts (rowid, prompt, negative_prompt) VALUES (
+        new.image_id,
+        (SELECT value FROM kv WHERE image_id = new.image_id AND key = 'prompt'),
+        (SELECT value FROM kv WHERE image_id = new.image_id AND key = 'negative_prompt'));
+END;
+
+DROP TRIGGER IF EXISTS trg_kv_prompts_fts_delete;
+CREATE TRIGGER trg_kv_prompts_fts_delete AFTER DELETE ON kv
+WHEN old.key IN ('prompt', 'negative_prompt')
+BEGIN
+    DELETE FROM prompts_fts WHERE rowid = old.image_id;
+    INSERT INTO prompts_fts (rowid, prompt, negative_prompt)
+    SELECT old.image_id,
+        MAX(CASE WHEN key = 'prompt' THEN value END),
+        MAX(CASE WHEN key = 'negative_prompt' THEN value END)
+    FROM kv WHERE image_id = old.image_id AND key IN ('prompt', 'negative_prompt')
+    HAVING COUNT(*) > 0;
+END;
+
+DROP TRIGGER IF EXISTS trg_kv_prompts_fts_update;
+CREATE TRIGGER trg_kv_prompts_fts_update AFTER UPDATE ON kv
+WHEN old.key IN ('prompt', 'negative_prompt') OR new.key IN ('prompt', 'negative_prompt')
+BEGIN
+    DELETE FROM prompts_fts WHERE rowid IN (old.image_id, new.image_id);
+    INSERT INTO prompts_fts (rowid, prompt, negative_prompt)
+    SELECT image_id,
+        MAX(CASE WHEN key = 'prompt' THEN value END),
+        MAX(CASE WHEN key = 'negative_prompt' THEN value END)
+    FROM kv WHERE image_id IN (old.image_id, new.image_id)
+        AND key IN ('prompt', 'negative_prompt')
+    GROUP BY image_id;
+END;
+
+-- Databases made before prompts_fts existed: fill it once (a no-op when it has rows).
+INSERT INTO prompts_fts (rowid, prompt, negative_prompt)
+SELECT image_id,
+    MAX(CASE WHEN key = 'prompt' THEN value END),
+    MAX(CASE WHEN key = 'negative_prompt' THEN value END)
+FROM kv
+WHERE key IN ('prompt', 'negative_prompt') AND NOT EXISTS (SELECT 1 FROM prompts_fts)
+GROUP BY image_id;
+
+-- Case-insensitive look-ups for `aimeta search --model/--lora/--resource` through an index.
+CREATE INDEX IF NOT EXISTS idx_resources_kind_name_nocase
+    ON resources(kind, name COLLATE NOCASE, image_id);
+-- Checkpoint names as written in the parameters (found even before `aimeta resources` ran).
+CREATE INDEX IF NOT EXISTS idx_kv_model_nocase ON kv(value COLLATE NOCASE, image_id)
+    WHERE key = 'model';
