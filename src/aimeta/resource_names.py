@@ -21,9 +21,44 @@ MODEL_EXTENSIONS = (
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
+# Names people and tools give each kind, keyed without case, spaces, dashes or underscores.
+# LyCORIS-family networks (LoCon, LoHa, LoKr, DoRA) load like LoRAs, so they are LoRAs here.
+_KIND_ALIASES = {
+    "checkpoint": "checkpoint",
+    "ckpt": "checkpoint",
+    "model": "checkpoint",
+    "unet": "checkpoint",
+    "lora": "lora",
+    "locon": "lora",
+    "lycoris": "lora",
+    "lyco": "lora",
+    "loha": "lora",
+    "lokr": "lora",
+    "dora": "lora",
+    "embedding": "embedding",
+    "embed": "embedding",
+    "textualinversion": "embedding",
+    "ti": "embedding",
+    "hypernetwork": "hypernetwork",
+    "hypernet": "hypernetwork",
+    "vae": "vae",
+    "upscaler": "upscaler",
+    "upscalemodel": "upscaler",
+    "controlnet": "controlnet",
+    "refiner": "refiner",
+    "detailer": "detailer",
+    "adetailer": "detailer",
+    "ipadapter": "ipadapter",
+    "resourceref": "resource_ref",
+}
+
+# A resource whose only identity is its hash is stored under this name until `resolve` finds it.
+HASH_NAME_PREFIX = "hash:"
+
 
 def normalize_name(name: str) -> str:
-    """Drop folders and a model file extension: ``loras\\sd15\\detail.safetensors`` -> ``detail``."""
+    """Drop folders and a model file extension:
+    ``loras\\sd15\\detail.safetensors`` -> ``detail``."""
     text = name.strip().replace("\\", "/").rsplit("/", 1)[-1].strip()
     lowered = text.lower()
     for extension in MODEL_EXTENSIONS:
@@ -32,12 +67,33 @@ def normalize_name(name: str) -> str:
     return text
 
 
+def normalize_kind(kind: str) -> str | None:
+    """Our resource kind for a kind as tools write it (``LyCORIS`` -> ``lora``,
+    ``TextualInversion``/``embed`` -> ``embedding``); ``None`` when it names no kind we keep."""
+    key = "".join(kind.lower().replace("-", " ").replace("_", " ").split())
+    return _KIND_ALIASES.get(key)
+
+
+def hash_only_name(value: str) -> str:
+    """The placeholder name of a resource known only by its hash: ``hash:<normalised hash>``."""
+    return HASH_NAME_PREFIX + normalize_hash(value)
+
+
+def is_hash_only(name: str, hash_value: str | None) -> bool:
+    """True when a stored resource has no name of its own, only its hash (``hash:...`` or the
+    hash itself written where the name belongs)."""
+    if name.startswith(HASH_NAME_PREFIX):
+        return True
+    return bool(hash_value) and normalize_hash(name) == hash_value
+
+
 def hash_type(value: str) -> str | None:
     """Name the kind of a model hash by its shape.
 
     A1111 writes 10 hex digits for checkpoints (AutoV2, a prefix of SHA-256), 12 for LoRA and
-    embedding hashes (AutoV3), 8 for the legacy model hash; InvokeAI writes ``blake3:...``,
-    SwarmUI ``0x`` + SHA-256.
+    embedding hashes (AutoV3: for a LoRA a prefix of the SHA-256 of its tensor data, for an
+    embedding of the whole file), 8 for the legacy model hash (AutoV1); InvokeAI writes
+    ``blake3:...``, SwarmUI ``0x`` + the SHA-256 of the tensor data (ModelSpec).
     """
     text = value.strip()
     lowered = text.lower()
@@ -75,14 +131,15 @@ def merge_resources(resources: list[Resource]) -> list[Resource]:
         name = normalize_name(item.name)
         if not name:
             continue
-        key = (item.kind, name.lower())
+        kind = normalize_kind(item.kind) or item.kind.strip().lower()
+        key = (kind, name.lower())
         found = merged.get(key)
         if found is None:
             extra: dict[str, Any] = dict(item.extra)
             if item.name != name:
                 extra.setdefault("original_names", [item.name])
             found = Resource(
-                kind=item.kind,
+                kind=kind,
                 name=name,
                 weight=item.weight,
                 weight_clip=item.weight_clip,

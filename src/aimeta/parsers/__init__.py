@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 
+from aimeta import civitai
 from aimeta.record import Record
 
 # Tried first to last; the first parser that returns a record wins. More specific formats come
@@ -50,5 +51,8 @@ def parse_fields(fields: Mapping[str, str]) -> Record:
         except RecursionError:
             return Record(generator="unknown", warnings=[f"{parser.name}: input nested too deeply"])
         if record is not None:
+            # Civitai references (resource lists, AIRs) look the same in every format; the
+            # parsers leave them in record.extra and they become resources here, in one place.
+            record.resources.extend(civitai.resources_from_extra(record.extra))
             return record
     return Record(generator="none")
