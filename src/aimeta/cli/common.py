@@ -102,7 +102,7 @@ def progress_events(quiet: bool = False) -> Iterator[events.OnEvent]:
             task = tasks.get(event.stage)
             if task is not None:
                 bar.advance(task, event.advance)
-                speed = bar.tasks[task].speed
+                speed = next((t.speed for t in bar.tasks if t.id == task), None)
                 bar.update(task, rate=f"{speed:,.0f}/s" if speed else "")
         elif isinstance(event, events.Finished):
             task = tasks.pop(event.stage, None)

@@ -1,0 +1,167 @@
+"""Commands of the metadata pipeline: dump, ingest, all."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from aimeta import db, settings
+from aimeta.cli.common import app, handle_errors, progress_events, stderr
+from aimeta.pipelines import all as all_pipeline
+from aimeta.pipelines import dump as dump_pipeline
+from aimeta.pipelines import export, ingest as ingest_pipeline
+
+READER_HELP = (
+    "auto: the built-in reader for PNG/JPEG/WebP and ExifTool for other types; "
+    "exiftool: ExifTool for every file; native: the built-in reader wherever it applies."
+)
+
+
+@app.command()
+@handle_errors
+def dump(
+    inputs: list[Path] = typer.Argument(..., help="Image files or folders to read."),
+    out: Path = typer.Option(Path("out/exif_raw.jsonl"), "--out", "-o", help="JSONL file to append to; - for stdout."),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Read sub-folders too."),
+    force: bool = typer.Option(False, "--force", help="Read files again even when unchanged."),
+    reader: str = typer.Option(None, "--reader", help=READER_HELP, show_default="auto"),
+    exiftool: str = typer.Option(None, "--exiftool", help="Path of the ExifTool executable."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Read the metadata of every image under INPUTS into a JSON Lines file.
+
+    One line per file with every tag (group names, complete values). Files read before with
+    the same size and modification time are skipped unless --force.
+
+    Example: aimeta dump Input/ --out out/exif_raw.jsonl
+    """
+    config = settings.resolve({"reader": reader, "exiftool": exiftool})
+    to_stdout = str(out) == "-"
+    with progress_events(quiet) as on_event:
+        result = dump_pipeline.run(
+            inputs,
+            None if to_stdout else out,
+            recursive=recursive,
+            force=force,
+            reader=config.reader,
+            exiftool=config.exiftool,
+            on_event=on_event,
+            stdout=sys.stdout.buffer if to_stdout else None,
+        )
+    if not quiet:
+        _print_failures(result.failures)
+        readers = ", ".join(f"{count} by {name}" for name, count in sorted(result.by_reader.items()))
+        stderr.print(
+            f"dump: {result.found} files found, {result.read} read"
+            f"{f' ({readers})' if readers else ''}, {result.unchanged} unchanged,"
+            f" {len(result.failures)} failed in {result.seconds:.2f}s"
+            + ("" if to_stdout else f" -> {out}"),
+            highlight=False,
+        )
+
+
+@app.command()
+@handle_errors
+def ingest(
+    source: Path = typer.Option(Path("out/exif_raw.jsonl"), "--in", help="JSONL file written by `aimeta dump`."),
+    db_path: Path = typer.Option(None, "--db", help="SQLite database to write.", show_default="out/images.db"),
+    schema: Path = typer.Option(None, "--schema", help="Use this schema file instead of the built-in one."),
+    jsonl: Path = typer.Option(None, "--jsonl", help="Also write every record to this JSONL file."),
+    csv: Path = typer.Option(None, "--csv", help="Also write the core parameters to this CSV file."),
+    reparse: bool = typer.Option(False, "--reparse", help="Re-run the parsers over the raw metadata stored in the database (no file is read)."),
+    from_start: bool = typer.Option(False, "--from-start", help="Process the whole JSONL file again, not only new lines."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Parse the metadata read by `aimeta dump` into the database.
+
+    Detects the generator of each image, normalises its parameters, splits the prompts into
+    weighted tokens and lists the models used. Re-running only processes what was added to
+    the JSONL file since; an image's rows are replaced, never duplicated.
+
+    Example: aimeta ingest --in out/exif_raw.jsonl --db out/images.db --csv out/records.csv
+    """
+    config = settings.resolve({"db": db_path})
+    conn = db.connect(config.db, schema=schema)
+    try:
+        with progress_events(quiet) as on_event:
+            if reparse:
+                result = ingest_pipeline.reparse(conn, batch_size=config.batch_size, on_event=on_event)
+            else:
+                result = ingest_pipeline.run(
+                    source, conn, batch_size=config.batch_size, from_start=from_start, on_event=on_event
+                )
+        if jsonl:
+            export.write_jsonl(conn, jsonl)
+        if csv:
+            export.write_csv(conn, csv)
+        summary = db.summary(conn)
+    finally:
+        conn.close()
+    if not quiet:
+        _print_failures(result.failures)
+        stderr.print(
+            f"ingest: {result.stored} images stored, {len(result.failures)} failed"
+            f" in {result.seconds:.2f}s -> {config.db}",
+            highlight=False,
+        )
+        _print_summary(summary)
+
+
+@app.command(name="all")
+@handle_errors
+def all_command(
+    inputs: list[Path] = typer.Argument(..., help="Image files or folders to read."),
+    out_dir: Path = typer.Option(Path("out"), "--out-dir", help="Folder for exif_raw.jsonl, images.db, records.*"),
+    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Read sub-folders too."),
+    force: bool = typer.Option(False, "--force", help="Read files again even when unchanged."),
+    reader: str = typer.Option(None, "--reader", help=READER_HELP, show_default="auto"),
+    exiftool: str = typer.Option(None, "--exiftool", help="Path of the ExifTool executable."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Run the whole metadata pipeline: dump, ingest and resolve, into one folder.
+
+    Writes OUT_DIR/exif_raw.jsonl, OUT_DIR/images.db, OUT_DIR/records.jsonl and
+    OUT_DIR/records.csv, then prints what the database now holds.
+
+    Example: aimeta all Input/
+    """
+    config = settings.resolve({"out_dir": out_dir, "reader": reader, "exiftool": exiftool})
+    with progress_events(quiet) as on_event:
+        result = all_pipeline.run(inputs, config, recursive=recursive, force=force, on_event=on_event)
+    if not quiet:
+        failures = result.dump.failures + result.ingest.failures
+        _print_failures(failures)
+        stderr.print(
+            f"all: {result.dump.found} files found, {result.dump.read} read,"
+            f" {result.dump.unchanged} unchanged, {result.ingest.stored} stored,"
+            f" {len(failures)} failed in {result.dump.seconds + result.ingest.seconds:.2f}s",
+            highlight=False,
+        )
+        _print_summary(result.summary, str(result.db_path))
+
+
+def _print_failures(failures: list[tuple[str, str]], limit: int = 20) -> None:
+    for path, reason in failures[:limit]:
+        stderr.print(f"[yellow]failed:[/yellow] {path}: {reason}", highlight=False)
+    if len(failures) > limit:
+        stderr.print(f"... and {len(failures) - limit} more (see the errors table)", highlight=False)
+
+
+def _print_summary(summary: dict[str, object], where: str | None = None) -> None:
+    table = Table(title=f"Now in {where}" if where else None, show_header=True, box=None)
+    table.add_column("generator")
+    table.add_column("images", justify="right")
+    by_generator = summary["by_generator"]
+    assert isinstance(by_generator, dict)
+    for generator, count in by_generator.items():
+        table.add_row(str(generator), str(count))
+    stderr.print(table)
+    stderr.print(
+        f"{summary['images']} images, {summary['tokens']} prompt tokens,"
+        f" {summary['resources']} resources, {summary['ratings']} ratings,"
+        f" {summary['errors']} files with errors",
+        highlight=False,
+    )

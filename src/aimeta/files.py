@@ -1,0 +1,113 @@
+"""Finding image files and writing output files safely (shared by every pipeline)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from aimeta.errors import InputError, OutputError
+
+RAW_EXTENSIONS = frozenset(
+    {".cr2", ".cr3", ".nef", ".arw", ".dng", ".raf", ".orf", ".rw2", ".pef", ".srw"}
+)
+WEB_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+IMAGE_EXTENSIONS = (
+    WEB_EXTENSIONS
+    | RAW_EXTENSIONS
+    | frozenset({".tif", ".tiff", ".gif", ".bmp", ".heic", ".heif", ".avif", ".jxl"})
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FoundFile:
+    """An image file and the folder it was found under (``root``)."""
+
+    path: Path
+    root: Path
+
+    @property
+    def key(self) -> str:
+        """The stable identity of the image: root folder name + path relative to the root."""
+        relative = self.path.relative_to(self.root).as_posix()
+        return f"{self.root.name}/{relative}" if self.root.name else relative
+
+
+def find_images(
+    inputs: Sequence[Path],
+    *,
+    recursive: bool = True,
+    extensions: frozenset[str] = IMAGE_EXTENSIONS,
+    on_error: Callable[[str, str], None] | None = None,
+) -> list[FoundFile]:
+    """Image files under ``inputs`` (files or folders), sorted, each once.
+
+    Folders that cannot be listed are reported through ``on_error(path, reason)`` and skipped;
+    symbolic links to folders are not followed (no loops), links to files are read.
+    """
+    found: dict[Path, FoundFile] = {}
+    for given in inputs:
+        root = Path(os.path.abspath(given))
+        if root.is_file():
+            if root.suffix.lower() in extensions:
+                found.setdefault(root, FoundFile(root, root.parent))
+            continue
+        if not root.is_dir():
+            raise InputError(f"{given}: no such file or folder")
+        for path in _walk(root, recursive, on_error):
+            if path.suffix.lower() in extensions:
+                found.setdefault(path, FoundFile(path, root))
+    return sorted(found.values(), key=lambda item: str(item.path))
+
+
+def _walk(
+    root: Path, recursive: bool, on_error: Callable[[str, str], None] | None
+) -> Iterator[Path]:
+    def report(exc: OSError) -> None:
+        if on_error is not None:
+            on_error(str(exc.filename or root), exc.strerror or str(exc))
+
+    for folder, dirs, names in os.walk(root, onerror=report):
+        dirs.sort()
+        base = Path(folder)
+        for name in names:
+            path = base / name
+            # A directory named x.png, a dangling link or a socket is not an image file.
+            if path.is_file():
+                yield path
+            elif path.is_symlink() and on_error is not None:
+                on_error(str(path), "broken symbolic link")
+        if not recursive:
+            dirs.clear()
+
+
+@contextmanager
+def atomic_write(path: Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[str]]:
+    """Write to a temporary file next to ``path`` and rename it over ``path`` at the end.
+
+    A failure (full disk, killed process) leaves the previous file untouched.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(handle, mode, encoding=encoding, newline="" if "b" not in mode else None) as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        # mkstemp creates the file private (0600); give it the permissions of a normal file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException as exc:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise

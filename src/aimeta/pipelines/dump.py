@@ -1,0 +1,352 @@
+"""dump: read the metadata of image files into a JSON Lines file.
+
+Each line describes one file: ``path``, ``root``, ``key`` (stable identity), ``size``,
+``mtime_ns``, ``sha256``, ``reader`` (``native`` or ``exiftool``), ``tags`` (ExifTool-style
+``Group:Name`` keys, see :mod:`aimeta.readers.fields`) and ``error`` (a reason, or null).
+
+The output is append-only: a run adds lines for new and changed files, so ``ingest`` can
+continue from where it stopped. Files already read with the same size and mtime are skipped
+(unless ``force``); that state is kept next to the output in ``<out>.seen``. A killed run
+leaves at most a partial last line, which the next run cuts off before appending.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from aimeta import events
+from aimeta.errors import OutputError, UsageError
+from aimeta.files import FoundFile, find_images
+from aimeta.readers.exiftool import ExifToolPool
+from aimeta.readers.fields import text_fields
+
+READERS = ("auto", "native", "exiftool")
+NATIVE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+# Text fields that mean "this PNG carries generation metadata"; a PNG with none of them may
+# hide its infotext in the alpha channel (A1111 stealth pnginfo).
+_GENERATION_FIELDS = frozenset(
+    {
+        "parameters",
+        "prompt",
+        "workflow",
+        "dream",
+        "sd-metadata",
+        "invokeai_metadata",
+        "comment",
+        "usercomment",
+        "generation_data",
+        "sui_image_params",
+    }
+)
+
+
+@dataclass
+class DumpResult:
+    """What a dump run did."""
+
+    out: Path | None
+    found: int = 0
+    unchanged: int = 0
+    read: int = 0
+    failed: int = 0
+    by_reader: dict[str, int] = field(default_factory=dict)
+    exiftool_processes: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    found: FoundFile
+    size: int
+    mtime_ns: int
+
+
+def run(
+    inputs: Sequence[Path],
+    out: Path | None,
+    *,
+    recursive: bool = True,
+    force: bool = False,
+    reader: str = "auto",
+    exiftool: str = "exiftool",
+    processes: int | None = None,
+    batch_size: int = 200,
+    sha256: bool = True,
+    on_event: events.OnEvent = events.ignore,
+    stdout: IO[bytes] | None = None,
+) -> DumpResult:
+    """Read every image under ``inputs`` into the JSONL file ``out`` (``None``: ``stdout``)."""
+    if reader not in READERS:
+        raise UsageError(f"--reader must be one of {', '.join(READERS)}, not {reader!r}")
+    started = time.perf_counter()
+    result = DumpResult(out=out)
+
+    def walk_error(path: str, reason: str) -> None:
+        result.failures.append((path, reason))
+        on_event(events.Log(f"cannot read {path}: {reason}", "warning"))
+
+    found = find_images(inputs, recursive=recursive, on_error=walk_error)
+    result.found = len(found)
+    seen = {} if (force or out is None) else _load_seen(out)
+    pending: list[_Pending] = []
+    for item in found:
+        try:
+            stat = item.path.stat()
+        except OSError as exc:
+            result.failures.append((str(item.path), exc.strerror or str(exc)))
+            continue
+        if seen.get(str(item.path)) == (stat.st_size, stat.st_mtime_ns):
+            result.unchanged += 1
+            continue
+        pending.append(_Pending(item, stat.st_size, stat.st_mtime_ns))
+
+    native, by_exiftool = _split(pending, reader)
+    with _Output(out, stdout) as output:
+        # Failures found while listing still get a line, so ingest records them.
+        output.write([_line_for_error(path, reason) for path, reason in result.failures], [])
+        on_event(events.Started("read", total=len(pending)))
+        for batch in _chunks(native, 500):
+            lines, fresh = _read_native_batch(batch, by_exiftool, sha256)
+            _account(result, lines)
+            output.write(lines, fresh)
+            on_event(events.Progress("read", advance=len(batch)))
+        if by_exiftool:
+            count = processes or min(os.cpu_count() or 1, max(1, len(by_exiftool) // batch_size))
+            result.exiftool_processes = count
+            with ExifToolPool(exiftool, processes=count) as pool:
+                paths = [str(item.found.path) for item in by_exiftool]
+                index = 0
+                for answers in pool.read(paths, batch_size=batch_size):
+                    batch = by_exiftool[index : index + len(answers)]
+                    index += len(answers)
+                    lines, fresh = _exiftool_lines(batch, answers, sha256)
+                    _account(result, lines)
+                    output.write(lines, fresh)
+                    on_event(events.Progress("read", advance=len(batch)))
+        on_event(events.Finished("read"))
+    result.failed = len(result.failures)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _split(pending: list[_Pending], reader: str) -> tuple[list[_Pending], list[_Pending]]:
+    if reader == "exiftool":
+        return [], pending
+    try:
+        from aimeta.readers import native  # noqa: F401  (present once the native reader lands)
+    except ImportError:
+        return [], pending
+    native_items = [p for p in pending if p.found.path.suffix.lower() in NATIVE_EXTENSIONS]
+    other = [p for p in pending if p.found.path.suffix.lower() not in NATIVE_EXTENSIONS]
+    return native_items, other
+
+
+def _account(result: DumpResult, lines: list[dict[str, Any]]) -> None:
+    for line in lines:
+        if line["error"]:
+            result.failures.append((line["path"], line["error"]))
+        else:
+            result.read += 1
+            result.by_reader[line["reader"]] = result.by_reader.get(line["reader"], 0) + 1
+
+
+def _base(item: _Pending, reader: str) -> dict[str, Any]:
+    return {
+        "path": str(item.found.path),
+        "root": str(item.found.root),
+        "key": item.found.key,
+        "size": item.size,
+        "mtime_ns": item.mtime_ns,
+        "sha256": None,
+        "reader": reader,
+        "tags": {},
+        "error": None,
+    }
+
+
+def _line_for_error(path: str, reason: str) -> dict[str, Any]:
+    return {"path": path, "error": reason, "tags": {}, "reader": None}
+
+
+def _finish(line: dict[str, Any], item: _Pending, sha256: bool) -> None:
+    """Add the checksum and, for PNGs without generation text, stealth infotext."""
+    path = item.found.path
+    try:
+        if sha256:
+            with path.open("rb") as handle:
+                line["sha256"] = hashlib.file_digest(handle, "sha256").hexdigest()
+        if path.suffix.lower() == ".png" and not (_GENERATION_FIELDS & text_fields(line["tags"]).keys()):
+            stealth = _read_stealth(path)
+            if stealth:
+                line["tags"]["AIMETA:StealthPNGInfo"] = stealth
+    except OSError as exc:
+        line["error"] = f"cannot read the file: {exc.strerror or exc}"
+    except ValueError as exc:  # a PNG Pillow cannot decode: the text was read all the same
+        line.setdefault("warnings", []).append(f"stealth check failed: {exc}")
+
+
+def _read_stealth(path: Path) -> str | None:
+    try:
+        from aimeta.readers.stealth import read_stealth
+    except ImportError:
+        return None
+    return read_stealth(path)
+
+
+def _read_native_batch(
+    batch: list[_Pending], fallback: list[_Pending], sha256: bool
+) -> tuple[list[dict[str, Any]], list[_Pending]]:
+    from aimeta.readers.native import NativeReadError, read_native
+
+    lines: list[dict[str, Any]] = []
+    fresh: list[_Pending] = []
+    for item in batch:
+        line = _base(item, "native")
+        try:
+            line["tags"] = read_native(item.found.path)
+        except NativeReadError as exc:
+            line["error"] = exc.message
+        except OSError as exc:
+            line["error"] = f"cannot read the file: {exc.strerror or exc}"
+        if line["error"] is None:
+            _finish(line, item, sha256)
+        lines.append(line)
+        if line["error"] is None:
+            fresh.append(item)
+    return lines, fresh
+
+
+def _exiftool_lines(
+    batch: list[_Pending], answers: dict[str, dict[str, Any] | str], sha256: bool
+) -> tuple[list[dict[str, Any]], list[_Pending]]:
+    lines: list[dict[str, Any]] = []
+    fresh: list[_Pending] = []
+    for item in batch:
+        line = _base(item, "exiftool")
+        answer = answers.get(str(item.found.path), "ExifTool returned nothing for this file")
+        if isinstance(answer, str):
+            line["error"] = answer
+        else:
+            answer.pop("SourceFile", None)
+            line["tags"] = answer
+            _finish(line, item, sha256)
+        lines.append(line)
+        if line["error"] is None:
+            fresh.append(item)
+    return lines, fresh
+
+
+def _chunks(items: list[_Pending], size: int) -> Iterator[list[_Pending]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def seen_path(out: Path) -> Path:
+    """Where dump remembers which files it has read (next to the JSONL file)."""
+    return out.with_name(out.name + ".seen")
+
+
+def _load_seen(out: Path) -> dict[str, tuple[int, int]]:
+    index = seen_path(out)
+    if not out.is_file() or not index.is_file():
+        return {}
+    seen: dict[str, tuple[int, int]] = {}
+    with index.open("rb") as handle:
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                break  # a partial line from a killed run: that file is read again
+            try:
+                path, size, mtime_ns = orjson.loads(raw)
+            except (orjson.JSONDecodeError, ValueError):
+                continue
+            seen[path] = (size, mtime_ns)
+    return seen
+
+
+class _Output:
+    """The JSONL file (append-only, partial tail cut off) and its ``.seen`` index."""
+
+    def __init__(self, out: Path | None, stdout: IO[bytes] | None) -> None:
+        self.out = out
+        self.stdout = stdout
+        self.lines: IO[bytes] | None = None
+        self.seen: IO[bytes] | None = None
+
+    def __enter__(self) -> _Output:
+        if self.out is None:
+            return self
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            if not self.out.exists():
+                seen_path(self.out).unlink(missing_ok=True)
+            _cut_partial_line(self.out)
+            _cut_partial_line(seen_path(self.out))
+            self.lines = self.out.open("ab")
+            self.seen = seen_path(self.out).open("ab")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for handle in (self.lines, self.seen):
+            if handle is not None:
+                handle.close()
+
+    def write(self, lines: Iterable[dict[str, Any]], fresh: list[_Pending]) -> None:
+        payload = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+        if not payload:
+            return
+        if self.lines is None:
+            target = self.stdout
+            if target is not None:
+                target.write(payload)
+                target.flush()
+            return
+        try:
+            self.lines.write(payload)
+            self.lines.flush()
+            os.fsync(self.lines.fileno())
+            # Only after the data is safely on disk is the file marked as read.
+            if self.seen is not None and fresh:
+                self.seen.write(
+                    b"".join(
+                        orjson.dumps([str(p.found.path), p.size, p.mtime_ns]) + b"\n"
+                        for p in fresh
+                    )
+                )
+                self.seen.flush()
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
+
+
+def _cut_partial_line(path: Path) -> None:
+    """Truncate ``path`` after its last newline (a killed writer may leave half a line)."""
+    if not path.is_file():
+        return
+    with path.open("rb+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        position = size
+        step = 65536
+        while position > 0:
+            start = max(0, position - step)
+            handle.seek(start)
+            block = handle.read(position - start)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                if end != size:
+                    handle.truncate(end)
+                return
+            position = start
+        handle.truncate(0)

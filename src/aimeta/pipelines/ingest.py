@@ -1,0 +1,261 @@
+"""ingest: parse the raw metadata of a dump into the database.
+
+Reads the JSONL written by :mod:`aimeta.pipelines.dump` from where the last ingest of that
+file stopped (the offset is stored in the database, in the same transaction as the rows), so
+re-running is cheap and a killed run loses at most one batch. For every file: detect the
+generator, parse, tokenize the prompts and replace the image's rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from aimeta import db, events
+from aimeta.errors import InputError
+from aimeta.parsers import PARSER_VERSION, parse_fields
+from aimeta.readers.fields import pixel_size, text_fields
+from aimeta.record import Record
+from aimeta.tokens import Token, tokenize
+
+# Fields whose presence means the file was meant to carry generation metadata: if no parser
+# recognises them, that is reported as an error (e.g. invalid JSON in a ComfyUI chunk).
+_GENERATION_FIELDS = ("prompt", "workflow", "parameters", "sd-metadata", "invokeai_metadata")
+
+
+@dataclass
+class IngestResult:
+    """What an ingest run did."""
+
+    lines: int = 0
+    stored: int = 0
+    failed: int = 0
+    by_generator: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def run(
+    source: Path,
+    conn: sqlite3.Connection,
+    *,
+    batch_size: int = 500,
+    from_start: bool = False,
+    on_event: events.OnEvent = events.ignore,
+) -> IngestResult:
+    """Ingest the new lines of the JSONL file ``source`` into the open database ``conn``."""
+    started = time.perf_counter()
+    if not source.is_file():
+        raise InputError(f"{source}: no such file; run `aimeta dump` first")
+    result = IngestResult()
+    source_key = str(source.resolve())
+    identity = _identity(source)
+    offset = 0 if from_start else _stored_offset(conn, source_key, identity)
+    size = source.stat().st_size
+    if offset > size:
+        offset = 0
+    on_event(events.Started("ingest", total=None))
+    for batch, end in _batches(source, offset, batch_size):
+        with db.transaction(conn):
+            for line in batch:
+                _ingest_line(conn, line, result)
+            conn.execute(
+                "INSERT INTO ingest_progress (source, identity, offset) VALUES (?, ?, ?)"
+                " ON CONFLICT(source) DO UPDATE SET identity=excluded.identity,"
+                " offset=excluded.offset",
+                (source_key, identity, end),
+            )
+        result.lines += len(batch)
+        on_event(events.Progress("ingest", advance=len(batch)))
+    on_event(events.Finished("ingest"))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _identity(source: Path) -> str:
+    """Identifies one JSONL file: a new file at the same path starts again from zero."""
+    with source.open("rb") as handle:
+        head = handle.readline()
+    return f"{os.stat(source).st_ino}:{hashlib.blake2b(head, digest_size=8).hexdigest()}"
+
+
+def _stored_offset(conn: sqlite3.Connection, source_key: str, identity: str) -> int:
+    row = conn.execute(
+        "SELECT identity, offset FROM ingest_progress WHERE source = ?", (source_key,)
+    ).fetchone()
+    return int(row[1]) if row and row[0] == identity else 0
+
+
+def _batches(
+    source: Path, offset: int, batch_size: int
+) -> Iterator[tuple[list[dict[str, Any] | str], int]]:
+    """Complete lines from ``offset`` on, in batches, with the offset after each batch.
+
+    A line that is not valid JSON is passed on as its text (it becomes an error row); a last
+    line without a newline is left for the next run (its writer may still be busy or killed).
+    """
+    with source.open("rb") as handle:
+        handle.seek(offset)
+        batch: list[dict[str, Any] | str] = []
+        position = offset
+        for raw in handle:
+            if not raw.endswith(b"\n"):
+                break
+            position += len(raw)
+            try:
+                parsed = orjson.loads(raw)
+                batch.append(parsed if isinstance(parsed, dict) else raw[:200].decode(errors="replace"))
+            except orjson.JSONDecodeError:
+                batch.append(raw[:200].decode("utf-8", errors="replace"))
+            if len(batch) >= batch_size:
+                yield batch, position
+                batch = []
+        if batch:
+            yield batch, position
+
+
+def _ingest_line(conn: sqlite3.Connection, line: dict[str, Any] | str, result: IngestResult) -> None:
+    if isinstance(line, str):
+        _fail(conn, result, f"<line {result.lines + 1}>", "dump", f"not a JSON object: {line[:80]}")
+        return
+    path = str(line.get("path") or "")
+    if line.get("error"):
+        _fail(conn, result, path, "read", str(line["error"]))
+        return
+    tags = line.get("tags") or {}
+    fields = text_fields(tags)
+    try:
+        record = parse_fields(fields)
+    except Exception as exc:  # a parser bug must cost one file, not the run
+        record = Record(generator="unknown", warnings=[f"parser failed: {exc!r}"])
+        db.record_error(conn, path, "ingest", f"parser failed: {exc!r}")
+        result.failures.append((path, f"parser failed: {exc!r}"))
+    else:
+        reason = _unparsed_reason(record, fields)
+        if reason:
+            record = Record(generator="unknown", warnings=[reason])
+            db.record_error(conn, path, "ingest", reason)
+            result.failures.append((path, reason))
+        else:
+            db.clear_errors(conn, [path], "ingest")
+    db.clear_errors(conn, [path], "read")
+    size = pixel_size(tags)
+    image = {
+        "key": line["key"],
+        "path": path,
+        "root": line.get("root"),
+        "file_name": Path(path).name,
+        "ext": Path(path).suffix.lower().lstrip(".") or None,
+        "size": line.get("size"),
+        "mtime_ns": line.get("mtime_ns"),
+        "sha256": line.get("sha256"),
+        "width": size[0] if size else None,
+        "height": size[1] if size else None,
+        "reader": line.get("reader"),
+        "raw": fields,
+        "parser_version": PARSER_VERSION,
+    }
+    db.store_image(conn, image, record, prompt_tokens(record))
+    result.stored += 1
+    result.by_generator[record.generator] = result.by_generator.get(record.generator, 0) + 1
+
+
+def _fail(conn: sqlite3.Connection, result: IngestResult, path: str, stage: str, reason: str) -> None:
+    db.record_error(conn, path, stage, reason)
+    result.failed += 1
+    result.failures.append((path, reason))
+
+
+def _unparsed_reason(record: Record, fields: dict[str, str]) -> str | None:
+    """Why a file that looks like it carries generation metadata yielded none."""
+    if record.generator != "none":
+        return None
+    present = [name for name in _GENERATION_FIELDS if fields.get(name, "").strip()]
+    if not present:
+        return None
+    name = present[0]
+    text = fields[name].lstrip()
+    if text.startswith(("{", "[")):
+        try:
+            orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            return f"the {name!r} text chunk is not valid JSON ({exc})"
+    return f"the {name!r} field was not recognised by any parser"
+
+
+def prompt_tokens(record: Record) -> list[tuple[str, Token]]:
+    """Tokens of the positive and negative prompt, tagged with their side."""
+    syntax = str(record.extra.get("prompt_syntax", "a1111"))
+    tokens: list[tuple[str, Token]] = []
+    for side, text in (("pos", record.prompt), ("neg", record.negative_prompt)):
+        if text:
+            tokens.extend((side, token) for token in tokenize(text, syntax=syntax))  # type: ignore[arg-type]
+    return tokens
+
+
+def reparse(
+    conn: sqlite3.Connection,
+    *,
+    batch_size: int = 500,
+    on_event: events.OnEvent = events.ignore,
+) -> IngestResult:
+    """Run the parsers again over the raw fields stored for every image (no file is read)."""
+    started = time.perf_counter()
+    result = IngestResult()
+    total = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    on_event(events.Started("reparse", total=total))
+    last_id = -1
+    while True:
+        rows = conn.execute(
+            "SELECT id, key, path, root, file_name, ext, size, mtime_ns, sha256, width, height,"
+            " reader, raw_json FROM images WHERE id > ? ORDER BY id LIMIT ?",
+            (last_id, batch_size),
+        ).fetchall()
+        if not rows:
+            break
+        with db.transaction(conn):
+            for row in rows:
+                fields = orjson.loads(row[12] or "{}")
+                line = {
+                    "key": row[1], "path": row[2], "root": row[3], "size": row[6],
+                    "mtime_ns": row[7], "sha256": row[8], "reader": row[11], "tags": {},
+                }
+                _store_parsed(conn, line, fields, (row[9], row[10]), result)
+        last_id = rows[-1][0]
+        result.lines += len(rows)
+        on_event(events.Progress("reparse", advance=len(rows)))
+    on_event(events.Finished("reparse"))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _store_parsed(
+    conn: sqlite3.Connection,
+    line: dict[str, Any],
+    fields: dict[str, str],
+    size: tuple[int | None, int | None],
+    result: IngestResult,
+) -> None:
+    path = str(line["path"])
+    try:
+        record = parse_fields(fields)
+    except Exception as exc:  # a parser bug must cost one file, not the run
+        record = Record(generator="unknown", warnings=[f"parser failed: {exc!r}"])
+    image = {
+        "key": line["key"], "path": path, "root": line.get("root"),
+        "file_name": Path(path).name, "ext": Path(path).suffix.lower().lstrip(".") or None,
+        "size": line.get("size"), "mtime_ns": line.get("mtime_ns"),
+        "sha256": line.get("sha256"), "width": size[0], "height": size[1],
+        "reader": line.get("reader"), "raw": fields, "parser_version": PARSER_VERSION,
+    }
+    db.store_image(conn, image, record, prompt_tokens(record))
+    result.stored += 1
+    result.by_generator[record.generator] = result.by_generator.get(record.generator, 0) + 1
