@@ -89,6 +89,17 @@ CREATE TABLE IF NOT EXISTS model_hashes (
     PRIMARY KEY (hash, version_id)
 ) WITHOUT ROWID;
 
+-- Every question `aimeta resolve --online` asked the Civitai API, with its answer, so that no
+-- id or hash is asked twice; "not found" (404) answers are remembered too.
+CREATE TABLE IF NOT EXISTS civitai_lookups (
+    endpoint   TEXT NOT NULL,                 -- model-version | by-hash
+    key        TEXT NOT NULL,                 -- the version id or hash asked for
+    status     INTEGER NOT NULL,              -- HTTP status: 200 found, 404 not found
+    version_id INTEGER,                       -- the model version answered, when found
+    asked_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    PRIMARY KEY (endpoint, key)
+) WITHOUT ROWID;
+
 -- AI ratings: one row per (image path, model tag).
 CREATE TABLE IF NOT EXISTS ratings (
     path              TEXT NOT NULL,
@@ -140,23 +151,41 @@ SELECT
 FROM images i LEFT JOIN kv ON kv.image_id = i.id
 GROUP BY i.id;
 
+-- One display label per resource row: a Civitai placeholder not yet resolved counts under the
+-- kind it declares and shows the model name it carries; weights follow the name
+-- (`detailTweaker:0.8`, and `:clip` strength when it differs).
+DROP VIEW IF EXISTS v_resource_labels;
+CREATE VIEW v_resource_labels AS
+SELECT
+    image_id,
+    CASE WHEN kind = 'resource_ref'
+         THEN COALESCE(json_extract(extra_json, '$.declared_kind'), kind) ELSE kind END AS kind,
+    CASE WHEN kind = 'resource_ref' AND json_extract(extra_json, '$.model_name') IS NOT NULL
+         THEN json_extract(extra_json, '$.model_name') || ' [' || name || ']' ELSE name END
+    || COALESCE(':' || weight, '')
+    || CASE WHEN weight_clip IS NOT NULL AND weight_clip IS NOT weight
+            THEN ':' || weight_clip ELSE '' END                       AS label,
+    name, weight, weight_clip, hash, source
+FROM resources;
+
 DROP VIEW IF EXISTS v_images_with_resources;
 CREATE VIEW v_images_with_resources AS
 SELECT
     i.id, i.path, i.generator,
-    (SELECT group_concat(name, ', ') FROM resources r
-      WHERE r.image_id = i.id AND r.kind = 'checkpoint')               AS checkpoints,
-    (SELECT group_concat(name || COALESCE(':' || weight, ''), ', ') FROM resources r
-      WHERE r.image_id = i.id AND r.kind = 'lora')                     AS loras,
-    (SELECT group_concat(name, ', ') FROM resources r
-      WHERE r.image_id = i.id AND r.kind = 'embedding')                AS embeddings,
-    (SELECT group_concat(name, ', ') FROM resources r
-      WHERE r.image_id = i.id AND r.kind = 'vae')                      AS vaes,
-    (SELECT group_concat(name, ', ') FROM resources r
-      WHERE r.image_id = i.id AND r.kind = 'upscaler')                 AS upscalers,
-    (SELECT group_concat(kind || ':' || name, ', ') FROM resources r
-      WHERE r.image_id = i.id AND r.kind NOT IN
-        ('checkpoint', 'lora', 'embedding', 'vae', 'upscaler'))        AS other_resources
+    (SELECT group_concat(label, ', ') FROM (SELECT label FROM v_resource_labels l
+      WHERE l.image_id = i.id AND l.kind = 'checkpoint' ORDER BY label))  AS checkpoints,
+    (SELECT group_concat(label, ', ') FROM (SELECT label FROM v_resource_labels l
+      WHERE l.image_id = i.id AND l.kind = 'lora' ORDER BY label))        AS loras,
+    (SELECT group_concat(label, ', ') FROM (SELECT label FROM v_resource_labels l
+      WHERE l.image_id = i.id AND l.kind = 'embedding' ORDER BY label))   AS embeddings,
+    (SELECT group_concat(label, ', ') FROM (SELECT label FROM v_resource_labels l
+      WHERE l.image_id = i.id AND l.kind = 'vae' ORDER BY label))         AS vaes,
+    (SELECT group_concat(label, ', ') FROM (SELECT label FROM v_resource_labels l
+      WHERE l.image_id = i.id AND l.kind = 'upscaler' ORDER BY label))    AS upscalers,
+    (SELECT group_concat(kind || ':' || label, ', ') FROM (SELECT kind, label
+      FROM v_resource_labels l WHERE l.image_id = i.id AND l.kind NOT IN
+        ('checkpoint', 'lora', 'embedding', 'vae', 'upscaler')
+      ORDER BY kind, label))                                              AS other_resources
 FROM images i;
 
 DROP VIEW IF EXISTS v_images_search;
