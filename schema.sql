@@ -116,6 +116,14 @@ CREATE TABLE IF NOT EXISTS ratings (
 );
 CREATE INDEX IF NOT EXISTS idx_ratings_overall ON ratings(overall, model);
 
+-- The prompt texts behind ratings.prompt_hash (stored once, not once per image).
+CREATE TABLE IF NOT EXISTS rating_prompts (
+    prompt_hash   TEXT PRIMARY KEY,
+    system_prompt TEXT NOT NULL,
+    user_prompt   TEXT NOT NULL,
+    first_used    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+);
+
 -- Files that could not be read or parsed, with the reason. Cleared when the file succeeds.
 CREATE TABLE IF NOT EXISTS errors (
     path   TEXT NOT NULL,
