@@ -42,6 +42,7 @@ class Settings:
     request_timeout: float = 300.0
     render_timeout: float = 120.0
     max_retries: int = 4
+    retry_backoff: float = 1.0  # seconds before the first retry; doubles each time
     max_tokens: int = 2048
     max_keywords: int = 15
     sidecar: str = "darktable"
