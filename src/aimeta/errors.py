@@ -1,8 +1,8 @@
 """The one exception hierarchy of aimeta.
 
 Only the CLI (and the web app) turn these into ``Error: ...`` lines and exit codes; everything
-below raises them. The first line of each class docstring is what the user is told when the
-exception carries no message of its own.
+
+
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ class AimetaError(Exception):
     """Something went wrong."""
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or (self.__doc__ or "").strip().splitlines()[0])
+        # The docstring, folded into one line, is the default message.
+        super().__init__(message or " ".join((self.__doc__ or "").split()))
 
     @property
     def message(self) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -152,6 +153,8 @@ def _split(pending: list[_Pending], reader: str) -> tuple[list[_Pending], list[_
 
 def _account(result: DumpResult, lines: list[dict[str, Any]]) -> None:
     for line in lines:
+        for warning in line.get("warnings", ()):
+            result.failures.append((line["path"], warning))
         if line["error"]:
             result.failures.append((line["path"], line["error"]))
         else:
@@ -237,12 +240,30 @@ def _exiftool_lines(
             line["error"] = answer
         else:
             answer.pop("SourceFile", None)
-            line["tags"] = answer
-            _finish(line, item, sha256)
+            line["error"] = _not_an_image(answer)
+            if line["error"] is None:
+                line["tags"] = answer
+                warning = str(answer.get("ExifTool:Warning", ""))
+                if _DAMAGE.search(warning):
+                    line["warnings"] = [f"ExifTool: {warning}"]
+                _finish(line, item, sha256)
         lines.append(line)
         if line["error"] is None:
             fresh.append(item)
     return lines, fresh
+
+
+# ExifTool warnings that mean the file is damaged (its metadata may still be complete).
+_DAMAGE = re.compile(r"corrupt|truncat|unexpected end|bad .* (chunk|segment)|missing", re.I)
+
+
+def _not_an_image(tags: dict[str, Any]) -> str | None:
+    """A reason when ExifTool read the file but it is no image (a text file named .jpg)."""
+    mime = str(tags.get("File:MIMEType", ""))
+    if mime.startswith("image/"):
+        return None
+    kind = tags.get("File:FileType") or "an unknown type"
+    return f"not an image file (ExifTool sees {kind})"
 
 
 def _chunks(items: list[_Pending], size: int) -> Iterator[list[_Pending]]:

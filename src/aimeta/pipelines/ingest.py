@@ -146,7 +146,11 @@ def _ingest_line(conn: sqlite3.Connection, line: dict[str, Any] | str, result: I
             result.failures.append((path, reason))
         else:
             db.clear_errors(conn, [path], "ingest")
-    db.clear_errors(conn, [path], "read")
+    if line.get("warnings"):
+        # Damaged but readable: the metadata is stored and the damage is on record.
+        _fail(conn, result, path, "read", "; ".join(map(str, line["warnings"])))
+    else:
+        db.clear_errors(conn, [path], "read")
     size = pixel_size(tags)
     image = {
         "key": line["key"],
