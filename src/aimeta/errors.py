@@ -1,8 +1,8 @@
 """The one exception hierarchy of aimeta.
 
 Only the CLI (and the web app) turn these into ``Error: ...`` lines and exit codes; everything
-
-
+below raises them. Each class docstring, folded into one line, is what the user is told when
+the exception carries no message of its own.
 """
 
 from __future__ import annotations
