@@ -18,9 +18,29 @@ from aimeta import civitai
 from aimeta.record import Record
 
 # Tried first to last; the first parser that returns a record wins. More specific formats come
-# before the general ones they resemble (a ComfyUI graph before the A1111 text that
-# comfy-image-saver writes next to it).
-ORDER: tuple[str, ...] = ("comfyui", "a1111")
+# before the general ones they resemble:
+# - SwarmUI before ComfyUI: Swarm's own parameters win over the graph it also embeds;
+# - Civitai and TensorArt before ComfyUI: their graphs come with the user's request;
+# - Easy Diffusion before ComfyUI: its plain-text `prompt` chunk is no graph;
+# - SwarmUI, NovelAI and Fooocus before A1111: JSON (or Fooocus text) in `parameters` and
+#   NovelAI's JSON in the stealth alpha data are theirs;
+# - ComfyUI before A1111: comfy-image-saver writes A1111-style text next to the real graph,
+#   and the graph wins when they disagree;
+# - unknown last: it takes any generation-like text nobody else recognised.
+ORDER: tuple[str, ...] = (
+    "swarmui",
+    "civitai_comfy",
+    "tensorart",
+    "easydiffusion",
+    "invokeai",
+    "novelai",
+    "fooocus",
+    "drawthings",
+    "comfyui_exif",
+    "comfyui",
+    "a1111",
+    "unknown",
+)
 
 # Bumped whenever a parser changes what it extracts, so stored images can be re-parsed.
 PARSER_VERSION = 1
@@ -40,6 +60,19 @@ class ParserInfo:
 def registry() -> tuple[ParserInfo, ...]:
     """The parsers in the order they are tried."""
     return tuple(importlib.import_module(f"aimeta.parsers.{name}").PARSER for name in ORDER)
+
+
+def supported_formats_markdown() -> str:
+    """The README's table of supported generators and containers, built from the registry
+    (``python -m aimeta.parsers`` prints it)."""
+    lines = [
+        "| Generator | Stored as | Where aimeta reads it |",
+        "|---|---|---|",
+    ]
+    for parser in registry():
+        containers = parser.containers.replace("|", "\\|")
+        lines.append(f"| {parser.label} | `{parser.name}` | {containers} |")
+    return "\n".join(lines) + "\n"
 
 
 def parse_fields(fields: Mapping[str, str]) -> Record:

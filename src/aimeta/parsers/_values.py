@@ -1,0 +1,203 @@
+"""Small value helpers shared by the JSON-based format parsers (InvokeAI, NovelAI, SwarmUI, ...).
+
+The standard ``json`` module is used on purpose: it keeps integers of any size exact (seeds
+above 2**64 survive), where orjson refuses them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aimeta.record import Record, Resource
+from aimeta.resource_names import hash_type
+
+# Values whose meaning is "nothing chosen" in the formats seen.
+_EMPTY_NAMES = frozenset({"", "none", "null", "default", "default (model)", "automatic", "auto"})
+
+
+def load_json(text: str | None) -> Any:
+    """The JSON value in ``text`` (surrounding whitespace and NUL characters ignored), or
+    ``None`` when it is not JSON or nests too deeply."""
+    if not text:
+        return None
+    stripped = text.strip().strip("\x00").strip()
+    if not stripped or stripped[0] not in "{[":
+        return None
+    try:
+        return json.loads(stripped)
+    except (ValueError, RecursionError):
+        return None
+
+
+def load_json_object(text: str | None) -> dict[str, Any] | None:
+    """Like :func:`load_json` but only a JSON object (a dict) counts."""
+    value = load_json(text)
+    return value if isinstance(value, dict) else None
+
+
+def as_text(value: Any) -> str | None:
+    """A scalar as text (``None`` for missing, empty, containers and non-finite floats)."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    text = str(value).strip()
+    return text or None
+
+
+def as_float(value: Any) -> float | None:
+    """A number from an int, float or numeric string; ``None`` otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value) if abs(value) < 1e300 else None
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def seed_text(value: Any) -> str | None:
+    """A seed as exact text: ints and integer strings as digits, anything else as found."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+        return str(int(value))
+    return as_text(value)
+
+
+def pick(data: Mapping[str, Any], *keys: str) -> Any:
+    """The first of ``keys`` present in ``data`` with a non-empty value."""
+    for key in keys:
+        value = data.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def text_value(data: Mapping[str, Any], *keys: str) -> str | None:
+    """The first non-empty string value among ``keys`` (prompts: kept as they are)."""
+    value = pick(data, *keys)
+    return value if isinstance(value, str) else as_text(value)
+
+
+def is_empty_name(name: str | None) -> bool:
+    """True for the placeholder names formats write when no model was chosen."""
+    return name is None or name.strip().lower() in _EMPTY_NAMES
+
+
+def add_resource(
+    record: Record,
+    kind: str,
+    name: Any,
+    *,
+    weight: Any = None,
+    model_hash: Any = None,
+    hash_kind: str | None = None,
+    source: str,
+    extra: Mapping[str, Any] | None = None,
+) -> Resource | None:
+    """Append a resource when ``name`` is a real name; returns it (or ``None`` when skipped)."""
+    name_text = as_text(name)
+    if name_text is None or is_empty_name(name_text):
+        return None
+    hash_text = as_text(model_hash)
+    resource = Resource(
+        kind=kind,
+        name=name_text,
+        weight=as_float(weight),
+        hash=hash_text,
+        hash_type=(hash_kind or hash_type(hash_text)) if hash_text else None,
+        source=source,
+        extra=dict(extra or {}),
+    )
+    record.resources.append(resource)
+    return resource
+
+
+def set_sampler(record: Record, sampler: Any, scheduler: Any = None) -> None:
+    """Store ``sampler``/``scheduler`` as found and their normalised forms."""
+    sampler_text = as_text(sampler)
+    scheduler_text = as_text(scheduler)
+    record.set_param("sampler", sampler_text)
+    record.set_param("scheduler", scheduler_text)
+    if sampler_text:
+        sampler_norm, scheduler_norm = _vocab_sampler(sampler_text)
+        record.set_param("sampler_norm", sampler_norm)
+        if scheduler_norm and not scheduler_text:
+            record.set_param("scheduler_norm", scheduler_norm)
+    if scheduler_text:
+        record.set_param("scheduler_norm", _vocab_scheduler(scheduler_text))
+
+
+def _vocab(function: str) -> Any:
+    # aimeta.vocab is written in parallel; until it exists the normalised keys are left out.
+    try:
+        module = importlib.import_module("aimeta.vocab")
+    except ImportError:
+        return None
+    return getattr(module, function, None)
+
+
+def _vocab_sampler(name: str) -> tuple[str | None, str | None]:
+    normalize = _vocab("normalize_sampler")
+    if normalize is None:
+        return None, None
+    sampler_norm, scheduler_norm = normalize(name)
+    return sampler_norm, scheduler_norm
+
+
+def _vocab_scheduler(name: str) -> str | None:
+    normalize = _vocab("normalize_scheduler")
+    return None if normalize is None else normalize(name)
+
+
+def set_size(record: Record, width: Any, height: Any) -> None:
+    """Store width/height (positive integers only)."""
+    width_number, height_number = as_float(width), as_float(height)
+    if width_number and height_number and width_number > 0 and height_number > 0:
+        record.set_param("width", int(width_number))
+        record.set_param("height", int(height_number))
+
+
+def keep_extra(record: Record, data: Mapping[str, Any], used: Iterable[str]) -> None:
+    """Put every key of ``data`` not in ``used`` into ``record.extra`` (values as found)."""
+    skip = set(used)
+    for key, value in data.items():
+        if key not in skip and value is not None and value != "":
+            record.extra.setdefault(str(key), value)
+
+
+def comfy_graph_record(prompt: str | None, workflow: str | None = None) -> Record | None:
+    """The ComfyUI parser's record for a graph found outside the PNG ``prompt`` chunk
+    (EXIF, Civitai JPEGs, TensorArt), or ``None`` when it finds nothing."""
+    fields = {key: value for key, value in (("prompt", prompt), ("workflow", workflow)) if value}
+    if not fields:
+        return None
+    try:
+        comfyui = importlib.import_module("aimeta.parsers.comfyui")
+    except ImportError:
+        return None
+    record = comfyui.PARSER.parse(fields)
+    return record if isinstance(record, Record) else None
+
+
+def is_comfy_graph(value: Any) -> bool:
+    """True for a ComfyUI API graph: a dict whose node values carry ``class_type``."""
+    return isinstance(value, dict) and any(
+        isinstance(node, dict) and "class_type" in node for node in value.values()
+    )

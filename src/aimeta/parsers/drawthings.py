@@ -1,0 +1,74 @@
+"""Draw Things (iOS/macOS): XMP with ``xmp:CreatorTool`` = ``Draw Things`` and a JSON object in
+``exif:UserComment``.
+
+The JSON keys: ``c`` prompt, ``uc`` negative prompt, ``seed``, ``steps``, ``scale`` (CFG),
+``sampler``, ``model``, ``size`` (``"1024x1024"``), ``strength``, ``lora`` as a list of
+``{file, weight}``; everything else (``seed_mode``, ``shift``, ``v2``, ...) goes to extra. The
+XMP ``dc:description`` repeats the prompt as text and is kept raw only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from aimeta.parsers import ParserInfo
+from aimeta.parsers._values import (
+    add_resource,
+    as_float,
+    as_text,
+    keep_extra,
+    load_json_object,
+    seed_text,
+    set_sampler,
+    set_size,
+    text_value,
+)
+from aimeta.record import Record
+
+_SIZE = re.compile(r"\s*(\d+)\s*[x×]\s*(\d+)\s*")
+_USED = {"c", "uc", "seed", "steps", "scale", "sampler", "model", "size", "lora"}
+
+
+def parse(fields: Mapping[str, str]) -> Record | None:
+    """Draw Things XMP fields -> record; ``None`` when the XMP is not Draw Things'."""
+    data = load_json_object(fields.get("xmp:usercomment"))
+    creator = fields.get("xmp:creatortool") or ""
+    if data is None or not ("draw things" in creator.lower() or ("c" in data and "scale" in data)):
+        return None
+    raw_keys = ("xmp:usercomment", "xmp:creatortool", "xmp:description")
+    record = Record(
+        generator="drawthings", raw={key: fields[key] for key in raw_keys if fields.get(key)}
+    )
+    record.prompt = text_value(data, "c")
+    record.negative_prompt = text_value(data, "uc")
+    record.set_param("seed", seed_text(data.get("seed")))
+    record.set_param("steps", as_text(data.get("steps")))
+    record.set_param("cfg", as_text(data.get("scale")))
+    strength = as_float(data.get("strength"))
+    if strength is not None and strength < 1:
+        # 1.0 is Draw Things' text-to-image default; lower values mean image-to-image.
+        record.set_param("denoise", strength)
+    size = _SIZE.fullmatch(as_text(data.get("size")) or "")
+    if size:
+        set_size(record, size[1], size[2])
+    set_sampler(record, data.get("sampler"))
+    model = as_text(data.get("model"))
+    record.set_param("model", model)
+    add_resource(record, "checkpoint", model, source="drawthings")
+    loras = data.get("lora")
+    for item in loras if isinstance(loras, list) else []:
+        if isinstance(item, dict):
+            add_resource(
+                record, "lora", item.get("file"), weight=item.get("weight"), source="drawthings"
+            )
+    keep_extra(record, data, _USED)
+    return record
+
+
+PARSER = ParserInfo(
+    name="drawthings",
+    label="Draw Things",
+    containers="XMP `exif:UserComment` JSON (`xmp:CreatorTool` Draw Things) in PNG/JPEG",
+    parse=parse,
+)
