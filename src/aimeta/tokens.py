@@ -1,21 +1,483 @@
-"""Prompt tokenizer (interim: comma split; the full weighted tokenizer replaces this)."""
+"""Prompt tokenizer: split a prompt into weighted tokens, and find the resources it names.
+
+Grammar (``syntax="a1111"``, the default; ComfyUI uses the same emphasis syntax):
+
+* ``(text)`` multiplies the weight by 1.1 per level, ``(text:1.3)`` by 1.3, ``[text]`` divides
+  by 1.1; an unclosed bracket applies to the rest of the prompt (as A1111 does), a stray
+  closing bracket is dropped. ``\\(`` ``\\)`` ``\\[`` ``\\]`` ``\\\\`` are literal characters.
+* Tokens are separated by commas, newlines and the words ``BREAK`` and ``AND``; an emphasis
+  group is also a token boundary, so ``(masterpiece) (best quality) landscape`` gives three
+  tokens. ``(dog)s`` therefore gives ``dog`` and ``s``: rare, and the price of the rule.
+* Prompt editing ``[a:b:0.5]`` / ``[a:0.5]`` / ``[a::0.5]`` and alternation ``[a|b]``: every
+  alternative becomes its own token at the surrounding weight (the image saw all of them).
+* Extra-network tags ``<lora:...>``, ``<hypernet:...>``, ``<lyco:...>`` (any ``<kind:...>``)
+  are removed from the tokens; :func:`prompt_resources` returns them as resources.
+
+``syntax="novelai"``: ``{text}`` ×1.05 and ``[text]`` ÷1.05 per level, parentheses are plain
+text, and NovelAI v4 weights ``1.2::text::`` / ``-0.8::text::`` multiply by the number.
+``syntax="compel"`` (InvokeAI): ``word+``/``word-`` ×1.1/×0.9 per sign, ``(words)+``,
+``(words)1.3``; parentheses alone only group.
+
+A token whose characters carry different weights (``compressed jpg+``) takes the weight
+farthest from 1.0, so an emphasis is never lost. ``t_raw`` is the token as written, including
+its own brackets when the brackets hold nothing else; ``t_norm`` is lower-case with emphasis
+syntax removed, escapes resolved, underscores as spaces and whitespace collapsed.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aimeta.record import Resource
+
+Syntax = Literal["a1111", "novelai", "compel"]
 
 
 @dataclass(frozen=True, slots=True)
 class Token:
+    """One prompt token: its position in the prompt, the text as written, the normalised text
+    and its attention weight."""
+
     position: int
     t_raw: str
     t_norm: str
     weight: float = 1.0
 
 
-def tokenize(prompt: str) -> list[Token]:
-    parts = [p.strip() for p in prompt.split(",")]
-    return [
-        Token(i, p, " ".join(p.lower().replace("_", " ").split()), 1.0)
-        for i, p in enumerate(x for x in parts if x)
-    ]
+# A1111 extra networks: <kind:args>. The kind is a word; args never contain < or >.
+_EXTRA_NETWORK = re.compile(r"<\s*([A-Za-z_][\w-]*)\s*:([^<>]*)>")
+# ComfyUI embeddings inside prompt text; the name stops at whitespace, separators and the ":"
+# that starts a weight, as ComfyUI's own tokenizer does.
+_EMBEDDING = re.compile(r"(?<![\w])embedding:([^\s,()\[\]{}<>:|]+)", re.IGNORECASE)
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+_WEIGHT_SUFFIX = re.compile(rf":\s*({_NUMBER})\s*$")
+_EDIT_WHEN = re.compile(rf"\s*{_NUMBER}\s*")
+_COMPEL_SUFFIX = re.compile(r"[+-]+|\d*\.?\d+")
+_NOVELAI_WEIGHT = re.compile(r"(-?\d+(?:\.\d+)?)::")
+_SEPARATOR_WORDS = ("BREAK", "AND")
+_ESCAPABLE = "()[]{}\\"
+_MAX_DEPTH = 40  # deeper nesting is treated as plain grouping, which keeps recursion bounded
+
+_LORA_KINDS = {"lora": "lora", "lyco": "lora", "locon": "lora", "lycoris": "lora"}
+_NETWORK_KINDS = {**_LORA_KINDS, "hypernet": "hypernetwork", "hypernetwork": "hypernetwork"}
+
+
+@dataclass(slots=True)
+class _Group:
+    start: int
+    end: int
+    parent: int  # -1 for the top level
+    chars: int = 0
+
+
+@dataclass(slots=True)
+class _Char:
+    text: str
+    weight: float
+    raw: int
+    group: int
+    raw_end: int = -1  # end of the characters as written (an escape is two)
+
+
+_BREAK = None  # marks a token boundary in the event stream
+
+
+@dataclass(slots=True)
+class _Scanner:
+    prompt: str
+    syntax: Syntax
+    events: list[_Char | None] = field(default_factory=list)
+    groups: list[_Group] = field(default_factory=list)
+    pairs: dict[int, int] = field(default_factory=dict)
+    tags: dict[int, int] = field(default_factory=dict)
+
+    def prepare(self) -> None:
+        """Find extra-network tags and pair brackets once (O(n)), skipping escapes and tags."""
+        for match in _EXTRA_NETWORK.finditer(self.prompt):
+            self.tags[match.start()] = match.end()
+        brackets = {"(": ")", "[": "]", "{": "}"}
+        closers = {v: k for k, v in brackets.items()}
+        stacks: dict[str, list[int]] = {k: [] for k in brackets}
+        i, text = 0, self.prompt
+        while i < len(text):
+            char = text[i]
+            if char == "\\":
+                i += 2
+                continue
+            if i in self.tags:
+                i = self.tags[i]
+                continue
+            if char in brackets:
+                stacks[char].append(i)
+            elif char in closers and stacks[closers[char]]:
+                self.pairs[stacks[closers[char]].pop()] = i
+            i += 1
+
+    def emit(self, text: str, weight: float, raw: int, group: int, width: int = 1) -> None:
+        self.events.append(_Char(text, weight, raw, group, raw + width))
+
+    def new_group(self, start: int, end: int, parent: int) -> int:
+        self.groups.append(_Group(start, end, parent))
+        return len(self.groups) - 1
+
+    def close_of(self, index: int, end: int) -> int:
+        """Index of the bracket closing the one at ``index`` inside ``end``, or -1."""
+        close = self.pairs.get(index, -1)
+        return close if close < end else -1
+
+    def top_level(self, start: int, end: int, marks: str) -> list[int]:
+        """Positions of ``marks`` characters in [start, end) outside nested brackets."""
+        found: list[int] = []
+        i = start
+        while i < end:
+            char = self.prompt[i]
+            if char == "\\":
+                i += 2
+                continue
+            if i in self.pairs and self.pairs[i] < end:
+                i = self.pairs[i] + 1
+                continue
+            if char in marks:
+                found.append(i)
+            i += 1
+        return found
+
+    def scan(self, start: int, end: int, weight: float, group: int, depth: int) -> None:
+        text, i = self.prompt, start
+        while i < end:
+            char = text[i]
+            if i in self.tags and self.tags[i] <= end:
+                self.events.append(_BREAK)
+                i = self.tags[i]
+            elif char == "\\":
+                if i + 1 < end and text[i + 1] in _ESCAPABLE:
+                    self.emit(text[i + 1], weight, i, group, width=2)
+                    i += 2
+                else:
+                    self.emit(char, weight, i, group)
+                    i += 1
+            elif char in ",\n\r":
+                self.events.append(_BREAK)
+                i += 1
+            elif char in "BA" and self._separator_word(i, end):
+                self.events.append(_BREAK)
+                i += len("BREAK" if char == "B" else "AND")
+            else:
+                i = self.scan_syntax(i, end, weight, group, depth)
+
+    def _separator_word(self, i: int, end: int) -> bool:
+        text = self.prompt
+        if i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_"):
+            return False
+        for word in _SEPARATOR_WORDS:
+            stop = i + len(word)
+            if text.startswith(word, i) and stop <= end:
+                return stop == len(text) or not (text[stop].isalnum() or text[stop] == "_")
+        return False
+
+    def scan_syntax(self, i: int, end: int, weight: float, group: int, depth: int) -> int:
+        """Handle the character at ``i`` (emphasis syntax or plain text); return the next index."""
+        char, syntax = self.prompt[i], self.syntax
+        if syntax == "novelai":
+            if char in "{[":
+                factor = 1.05 if char == "{" else 1 / 1.05
+                return self.bracket(i, end, weight, factor, group, depth)
+            if char in "}]":
+                return i + 1
+            match = _NOVELAI_WEIGHT.match(self.prompt, i, end)
+            if match and (i == 0 or not self.prompt[i - 1].isalnum()):
+                return self.novelai_weight(match, end, weight, group, depth)
+        elif syntax == "compel":
+            if char == "(":
+                return self.compel_paren(i, end, weight, group, depth)
+            if char == ")":
+                return i + 1
+            if char in "+-" and self.compel_word(i, end):
+                return self.compel_suffix(i, end)
+        else:
+            if char == "(":
+                return self.paren(i, end, weight, group, depth)
+            if char == "[":
+                return self.square(i, end, weight, group, depth)
+            if char in ")]":
+                return i + 1
+        self.emit(char, weight, i, group)
+        return i + 1
+
+    def enter(
+        self,
+        start: int,
+        stop: int,
+        inner: tuple[int, int],
+        weight: float,
+        group: int,
+        depth: int,
+    ) -> int:
+        """Scan the content ``inner`` of a group spanning [start, stop) as its own token run."""
+        new = self.new_group(start, stop, group)
+        self.events.append(_BREAK)
+        if depth < _MAX_DEPTH:
+            self.scan(inner[0], inner[1], weight, new, depth + 1)
+        else:
+            self.scan_flat(inner[0], inner[1], weight, new)
+        self.events.append(_BREAK)
+        return stop
+
+    def scan_flat(self, start: int, end: int, weight: float, group: int) -> None:
+        """Too deeply nested: keep the text, drop the bracket syntax, no more recursion."""
+        for i in range(start, end):
+            char = self.prompt[i]
+            if char in ",\n\r":
+                self.events.append(_BREAK)
+            elif char not in "()[]{}\\":
+                self.emit(char, weight, i, group)
+
+    def bracket(
+        self, i: int, end: int, weight: float, factor: float, group: int, depth: int
+    ) -> int:
+        close = self.close_of(i, end)
+        stop = close + 1 if close >= 0 else end
+        inner_end = close if close >= 0 else end
+        return self.enter(i, stop, (i + 1, inner_end), weight * factor, group, depth)
+
+    def paren(self, i: int, end: int, weight: float, group: int, depth: int) -> int:
+        close = self.close_of(i, end)
+        inner_end = close if close >= 0 else end
+        stop = close + 1 if close >= 0 else end
+        factor = 1.1
+        match = _WEIGHT_SUFFIX.search(self.prompt, i + 1, inner_end)
+        if match and self._colon_is_top_level(i + 1, match.start()):
+            factor = _to_float(match.group(1), 1.1)
+            inner_end = match.start()
+        return self.enter(i, stop, (i + 1, inner_end), weight * factor, group, depth)
+
+    def _colon_is_top_level(self, start: int, colon: int) -> bool:
+        return colon in self.top_level(start, colon + 1, ":")
+
+    def square(self, i: int, end: int, weight: float, group: int, depth: int) -> int:
+        close = self.close_of(i, end)
+        if close < 0:
+            return self.bracket(i, end, weight, 1 / 1.1, group, depth)
+        bars = self.top_level(i + 1, close, "|")
+        colons = self.top_level(i + 1, close, ":")
+        if bars:
+            bounds = [i, *bars, close]
+        elif (
+            colons and len(colons) <= 2 and _EDIT_WHEN.fullmatch(self.prompt, colons[-1] + 1, close)
+        ):
+            bounds = [i, *colons]
+        else:
+            return self.bracket(i, end, weight, 1 / 1.1, group, depth)
+        new = self.new_group(i, close + 1, group)
+        for left, right in itertools.pairwise(bounds):
+            self.events.append(_BREAK)
+            if depth < _MAX_DEPTH:
+                self.scan(left + 1, right, weight, new, depth + 1)
+            else:
+                self.scan_flat(left + 1, right, weight, new)
+        self.events.append(_BREAK)
+        return close + 1
+
+    def novelai_weight(
+        self, match: re.Match[str], end: int, weight: float, group: int, depth: int
+    ) -> int:
+        content_start = match.end()
+        closing = self.prompt.find("::", content_start, end)
+        inner_end = closing if closing >= 0 else end
+        stop = closing + 2 if closing >= 0 else end
+        factor = _to_float(match.group(1), 1.0)
+        return self.enter(
+            match.start(), stop, (content_start, inner_end), weight * factor, group, depth
+        )
+
+    def compel_paren(self, i: int, end: int, weight: float, group: int, depth: int) -> int:
+        close = self.close_of(i, end)
+        if close < 0:
+            return self.enter(i, end, (i + 1, end), weight, group, depth)
+        inner_end, factor, stop = close, 1.0, close + 1
+        legacy = _WEIGHT_SUFFIX.search(self.prompt, i + 1, close)
+        suffix = _COMPEL_SUFFIX.match(self.prompt, close + 1, end)
+        if suffix:
+            factor, stop = _compel_factor(suffix.group(0)), suffix.end()
+        elif legacy and self._colon_is_top_level(i + 1, legacy.start()):
+            factor, inner_end = _to_float(legacy.group(1), 1.0), legacy.start()
+        return self.enter(i, stop, (i + 1, inner_end), weight * factor, group, depth)
+
+    def compel_word(self, i: int, end: int) -> bool:
+        """A ``+``/``-`` run right after a word and before a boundary weights that word."""
+        if not self.events or self.events[-1] is None or self.events[-1].text.isspace():
+            return False
+        if self.events[-1].raw_end != i:
+            return False
+        stop = i
+        while stop < end and self.prompt[stop] in "+-":
+            stop += 1
+        return stop == end or self.prompt[stop] in " \t,\n\r)"
+
+    def compel_suffix(self, i: int, end: int) -> int:
+        stop = i
+        while stop < end and self.prompt[stop] in "+-":
+            stop += 1
+        factor = _compel_factor(self.prompt[i:stop])
+        word: list[_Char] = []
+        for event in reversed(self.events):
+            if event is None or event.text.isspace():
+                break
+            word.append(event)
+        parent = word[0].group
+        new = self.new_group(word[-1].raw, stop, parent)
+        for char in word:
+            char.weight *= factor
+            char.group = new
+        return stop
+
+
+def _to_float(text: str, default: float) -> float:
+    try:
+        number = float(text)
+    except ValueError:
+        return default
+    return number if math.isfinite(number) else default
+
+
+def _compel_factor(suffix: str) -> float:
+    if suffix[0] in "+-":
+        return float(1.1 ** suffix.count("+") * 0.9 ** suffix.count("-"))
+    return _to_float(suffix, 1.0)
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case, underscores as spaces, whitespace collapsed."""
+    return " ".join(text.lower().replace("_", " ").split())
+
+
+def _token_weight(chars: list[_Char]) -> float:
+    weight = max(
+        (char.weight for char in chars if not char.text.isspace()),
+        key=lambda w: abs(w - 1.0),
+        default=1.0,
+    )
+    return round(weight, 4) if math.isfinite(weight) else 1.0
+
+
+def _raw_span(scanner: _Scanner, chars: list[_Char]) -> tuple[int, int]:
+    """The token's extent in the prompt, widened to groups that hold only this token."""
+    start = min(char.raw for char in chars)
+    stop = max(char.raw_end for char in chars)
+    own: dict[int, int] = {}
+    for char in chars:
+        group = char.group
+        while group >= 0:
+            own[group] = own.get(group, 0) + 1
+            group = scanner.groups[group].parent
+    for group_id, count in own.items():
+        owned = scanner.groups[group_id]
+        if count == owned.chars:
+            start, stop = min(start, owned.start), max(stop, owned.end)
+    return start, stop
+
+
+def tokenize(prompt: str, *, syntax: Syntax = "a1111") -> list[Token]:
+    """Split ``prompt`` into weighted tokens (see the module docstring for the grammar).
+
+    Returns tokens numbered from 0 in prompt order; empty tokens are dropped. Never raises.
+    """
+    if not prompt:
+        return []
+    scanner = _Scanner(prompt, syntax)
+    scanner.prepare()
+    scanner.scan(0, len(prompt), 1.0, -1, 0)
+    for event in scanner.events:
+        if event is not None:
+            group = event.group
+            while group >= 0:
+                scanner.groups[group].chars += 1
+                group = scanner.groups[group].parent
+    tokens: list[Token] = []
+    current: list[_Char] = []
+    for event in [*scanner.events, _BREAK]:
+        if event is not None:
+            current.append(event)
+            continue
+        norm = normalize_text("".join(char.text for char in current))
+        if norm.startswith("embedding:"):
+            norm = norm[len("embedding:") :].strip()
+        if norm:
+            start, stop = _raw_span(scanner, current)
+            raw = prompt[start:stop].strip() or norm
+            tokens.append(Token(len(tokens), raw, norm, _token_weight(current)))
+        current = []
+    return tokens
+
+
+def _network_resource(kind: str, args: str) -> Resource | None:
+    parts = [part.strip() for part in args.split(":")]
+    name = parts[0] if parts else ""
+    if not name:
+        return None
+    positional: list[float | None] = []
+    named: dict[str, str] = {}
+    for part in parts[1:]:
+        key, equals, value = part.partition("=")
+        if equals:
+            named[key.strip().lower()] = value.strip()
+        else:
+            positional.append(_maybe_float(part))
+    extra: dict[str, object] = {"syntax": f"<{kind}:{args}>"}
+    if kind in _LORA_KINDS and kind != "lora":
+        extra["tag"] = kind
+    te = _maybe_float(named["te"]) if "te" in named else (positional[0] if positional else None)
+    unet = (
+        _maybe_float(named["unet"])
+        if "unet" in named
+        else (positional[1] if len(positional) > 1 else None)
+    )
+    dyn = named.get("dyn") or (str(positional[2]) if len(positional) > 2 else None)
+    if dyn:
+        extra["dyn"] = dyn
+    resource_kind = _NETWORK_KINDS[kind]
+    if resource_kind == "hypernetwork":
+        return Resource(
+            "hypernetwork", name, weight=te if te is not None else 1.0, source="prompt", extra=extra
+        )
+    # A1111: one number sets the text encoder and the UNet alike; with two, the first is the
+    # text encoder and the second the UNet, so the UNet (model) strength is the weight.
+    if unet is None:
+        weight = te if te is not None else 1.0
+        return Resource("lora", name, weight=weight, source="prompt", extra=extra)
+    return Resource("lora", name, weight=unet, weight_clip=te, source="prompt", extra=extra)
+
+
+def _maybe_float(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def prompt_resources(prompt: str) -> list[Resource]:
+    """Resources named inside prompt text, in order of appearance.
+
+    ``<lora:name:w>`` / ``<lyco:...>`` / ``<locon:...>`` -> kind ``lora`` (one number: weight;
+    ``<lora:name:te:unet>``: weight = UNet strength, weight_clip = text-encoder strength; no
+    number: 1.0), ``<hypernet:name:w>`` -> ``hypernetwork``, ComfyUI ``embedding:name`` ->
+    ``embedding``. All with source ``prompt``. Never raises.
+    """
+    found: list[tuple[int, Resource]] = []
+    for match in _EXTRA_NETWORK.finditer(prompt):
+        kind = match.group(1).lower()
+        if kind in _NETWORK_KINDS:
+            resource = _network_resource(kind, match.group(2))
+            if resource is not None:
+                found.append((match.start(), resource))
+    for match in _EMBEDDING.finditer(prompt):
+        name = match.group(1).rstrip(".")
+        if name:
+            found.append((match.start(), Resource("embedding", name, source="prompt")))
+    found.sort(key=lambda item: item[0])
+    return [resource for _, resource in found]
