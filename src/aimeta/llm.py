@@ -1,0 +1,274 @@
+"""Client for an OpenAI-compatible vision model server (LM Studio, llama.cpp, vLLM, Ollama /v1).
+
+``ModelClient(base_url, transport=...)`` speaks ``GET /models`` and ``POST /chat/completions``.
+Connection errors, time-outs, 429 (honouring ``Retry-After``) and 5xx are retried with
+exponential back-off up to ``max_retries`` times; other 4xx are not. When a server rejects
+``response_format`` the call is repeated once without it, and the client remembers that for
+later calls. Tests pass ``transport=httpx.MockTransport(handler)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from aimeta.errors import ModelServerError
+
+MAX_BACKOFF_S = 30.0
+MAX_RETRY_AFTER_S = 120.0
+
+
+class RetryableError(ModelServerError):
+    """The model server failed in a way that may pass (busy, overloaded, unreachable)."""
+
+
+class ServerUnreachable(RetryableError):
+    """The model server cannot be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatAnswer:
+    """What the server answered for one image."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    duration_s: float
+    model: str
+    used_schema: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """One entry of ``GET /models``."""
+
+    id: str
+    raw: dict[str, Any]
+
+
+class ModelClient:
+    """One model server. Thread-safe: several workers may call :meth:`chat` at once."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str = "",
+        timeout: float = 300.0,
+        max_retries: int = 4,
+        backoff: float = 1.0,
+        transport: httpx.BaseTransport | None = None,
+        stop: threading.Event | None = None,
+        max_connections: int = 16,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.max_retries = max(0, max_retries)
+        self.backoff = backoff
+        self.timeout = timeout
+        # Waiting for a retry ends early when the run is being stopped.
+        self._stop = stop or threading.Event()
+        self._schema_rejected = False
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=transport,
+            limits=httpx.Limits(max_connections=max_connections),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ModelClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def list_models(self) -> list[ModelInfo]:
+        """The models the server offers (``GET /models``), loaded ones first where it says."""
+        response = self._send("GET", "/models")
+        try:
+            data = response.json().get("data", [])
+        except (ValueError, AttributeError) as exc:
+            raise ModelServerError(f"{self.base_url}/models did not answer with JSON") from exc
+        return [
+            ModelInfo(id=str(item["id"]), raw=item)
+            for item in data
+            if isinstance(item, dict) and item.get("id")
+        ]
+
+    def chat(
+        self,
+        *,
+        model: str,
+        system_prompt: str,
+        user_prompt: str,
+        image_jpeg: bytes,
+        temperature: float,
+        max_tokens: int,
+        schema: dict[str, Any] | None = None,
+    ) -> ChatAnswer:
+        """Ask about one image; return the answer text with token usage and duration.
+
+        Raise ModelServerError when no usable answer came (after retries)."""
+        image_url = "data:image/jpeg;base64," + base64.b64encode(image_jpeg).decode("ascii")
+        payload: dict[str, Any] = {
+            "model": model,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "stream": False,
+            "messages": [
+                {"role": "system", "content": system_prompt},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": user_prompt},
+                        {"type": "image_url", "image_url": {"url": image_url}},
+                    ],
+                },
+            ],
+        }
+        use_schema = schema is not None and not self._schema_rejected
+        if use_schema:
+            payload["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "rating", "strict": True, "schema": schema},
+            }
+        started = time.monotonic()
+        try:
+            response = self._send("POST", "/chat/completions", json=payload)
+        except _SchemaRejected:
+            # Remembered for the whole run: one extra request, not one per image.
+            self._schema_rejected = True
+            payload.pop("response_format", None)
+            use_schema = False
+            response = self._send("POST", "/chat/completions", json=payload)
+        duration = time.monotonic() - started
+        return _read_answer(response, duration, model, use_schema)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        last_problem = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt and self._stop.is_set():
+                break
+            wait: float | None = None
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TimeoutException:
+                last_problem = f"no answer within {self.timeout:g} s"
+            except httpx.TransportError as exc:
+                last_problem = f"cannot connect ({_reason(exc)})"
+                if attempt == self.max_retries:
+                    raise ServerUnreachable(
+                        f"cannot reach the model server at {self.base_url}: {_reason(exc)}"
+                    ) from exc
+            else:
+                status = response.status_code
+                if status < 400:
+                    return response
+                detail = _error_text(response)
+                if status == 429 or status >= 500:
+                    last_problem = f"HTTP {status} {detail}".strip()
+                    if status == 429:
+                        wait = _retry_after(response)
+                elif status == 400 and "response_format" in detail.lower():
+                    raise _SchemaRejected(detail)
+                else:
+                    raise ModelServerError(
+                        f"{self.base_url}{path} answered HTTP {status}: {detail}".strip()
+                    )
+            if attempt < self.max_retries:
+                if wait is None:
+                    wait = min(MAX_BACKOFF_S, self.backoff * 2**attempt)
+                    wait *= random.uniform(0.8, 1.2)
+                if self._stop.wait(wait):
+                    break
+        raise RetryableError(
+            f"{self.base_url}{path}: {last_problem} (gave up after {self.max_retries + 1} tries)"
+        )
+
+
+class _SchemaRejected(ModelServerError):
+    """The server does not accept response_format."""
+
+
+def _read_answer(
+    response: httpx.Response, duration: float, model: str, used_schema: bool
+) -> ChatAnswer:
+    try:
+        body = response.json()
+        choice = body["choices"][0]
+        message = choice.get("message") or {}
+        content = message.get("content")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ModelServerError(
+            f"the model server's answer is not a chat completion: {response.text[:200]!r}"
+        ) from exc
+    if isinstance(content, list):  # some servers return content parts
+        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    text = content if isinstance(content, str) else ""
+    if not text and isinstance(message.get("reasoning_content"), str):
+        text = message["reasoning_content"]
+    usage = body.get("usage") or {}
+    finish_reason = choice.get("finish_reason")
+    if finish_reason == "length":
+        raise ModelServerError(
+            "the answer was cut off at the token limit (finish_reason 'length'): raise "
+            "max_tokens (AIMETA_MAX_TOKENS or max_tokens in aimeta.toml; a thinking model "
+            "needs room for its reasoning)"
+        )
+    return ChatAnswer(
+        text=text,
+        finish_reason=finish_reason,
+        prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
+        completion_tokens=_int_or_none(usage.get("completion_tokens")),
+        duration_s=duration,
+        model=str(body.get("model") or model),
+        used_schema=used_schema,
+    )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        if when is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, min(MAX_RETRY_AFTER_S, seconds))
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return str(error.get("message") or error)[:300]
+        return str(error)[:300]
+    return str(body)[:300]
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return "connection refused" if "refused" in text.lower() else text
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

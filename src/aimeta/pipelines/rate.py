@@ -1,0 +1,672 @@
+"""The rating job: render images, ask a vision model, write sidecars, CSV and the database.
+
+Stable API (used by ``aimeta rate`` and the web page)::
+
+    from aimeta.pipelines import rate
+    options = rate.RateOptions(folder=Path("photos"), xmp=True, csv=True)
+    problems = rate.check_options(settings, options)   # {field: message}, empty when fine
+    result = rate.run(settings, options, on_event=callback, stop=threading.Event())
+
+``run`` reports through ``on_event`` (aimeta.events) and returns a :class:`RateResult`:
+
+- ``Log`` lines (which model and server, what is skipped, warnings);
+- ``Started("rate", total)`` once the images to rate are known;
+- ``Progress("rate", advance=0, item=path)`` when an image is sent to the model, and
+  ``Progress("rate", advance=1, item=path)`` when it is finished (rated or failed);
+- ``ItemResult("rate", item=path, ok, data)`` per image: ``data`` holds path, overall, scores,
+  keywords, model, tokens, duration_s, sidecar, preview (the rendered JPEG when
+  ``options.preview_dir`` is set) -- or ``reason`` when ``ok`` is False;
+- ``Finished("rate")``.
+
+Setting ``stop`` ends the run cleanly: nothing new is started, calls in flight are given up
+to ``STOP_GRACE_S`` to finish, and every output is flushed. Bad images are per-image errors
+(recorded in the ``errors`` table with stage ``rate``); a missing model server, a wrong
+option or an unwritable CSV raise AimetaError.
+
+Order of writes per image: database row, then sidecar, then CSV (flushed every 10 images).
+The database is the record a re-run repairs from: an image rated there but missing from the
+CSV or its sidecar gets that row or sidecar written again without asking the model.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import os
+import sqlite3
+import statistics
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aimeta import db, events
+from aimeta.errors import AimetaError, ModelServerError, RatingError, UsageError
+from aimeta.files import find_images
+from aimeta.imaging import CONVERTERS, IMAGE_SUFFIXES, Rendered, Renderer
+from aimeta.llm import ChatAnswer, ModelClient, ServerUnreachable
+from aimeta.rating import prompt_files
+from aimeta.rating.answer import CRITERIA, Rating, fill_user_prompt, json_schema, parse_answer
+from aimeta.rating.csvout import RatingsCsv, default_csv_path
+from aimeta.rating.xmp import SIDECAR_STYLES, SidecarRating, SidecarWriter, existing_sidecar
+from aimeta.settings import Settings
+
+STAGE = "rate"
+STOP_GRACE_S = 30.0
+# This many images in a row failing because no server answers ends the run.
+UNREACHABLE_LIMIT = 8
+
+
+@dataclass(frozen=True)
+class RateOptions:
+    """What to rate and where the answers go (the rest comes from Settings)."""
+
+    folder: Path
+    xmp: bool = True
+    csv: bool = True
+    csv_path: Path | None = None
+    recursive: bool = False
+    skip_existing: bool = True
+    dry_run: bool = False
+    preview_dir: Path | None = None
+
+
+@dataclass
+class RateResult:
+    """The summary of one run."""
+
+    model: str = ""
+    api_urls: tuple[str, ...] = ()
+    converter: str = ""
+    found: int = 0
+    rated: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    overall: list[int] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wall_s: float = 0.0
+    csv_path: Path | None = None
+    csv_rows: int = 0
+    repaired: int = 0
+    stopped: bool = False
+    aborted: str | None = None
+    dry_run: bool = False
+    to_rate: list[str] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.overall) if self.overall else None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.overall) if self.overall else None
+
+    @property
+    def histogram(self) -> dict[int, int]:
+        """Images per overall star count, 1 to 5."""
+        counts = Counter(self.overall)
+        return {stars: counts.get(stars, 0) for stars in range(1, 6)}
+
+    @property
+    def failure_reasons(self) -> dict[str, int]:
+        """How many images failed for each reason."""
+        return dict(Counter(reason for _path, reason in self.failures).most_common())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON output and the web page."""
+        return {
+            "model": self.model,
+            "api_urls": list(self.api_urls),
+            "converter": self.converter,
+            "found": self.found,
+            "rated": self.rated,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "failures": [{"path": p, "reason": r} for p, r in self.failures],
+            "mean": self.mean,
+            "median": self.median,
+            "histogram": self.histogram,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "wall_s": round(self.wall_s, 3),
+            "csv_path": str(self.csv_path) if self.csv_path else None,
+            "csv_rows": self.csv_rows,
+            "repaired": self.repaired,
+            "stopped": self.stopped,
+            "aborted": self.aborted,
+            "dry_run": self.dry_run,
+        }
+
+
+def check_options(settings: Settings, options: RateOptions) -> dict[str, str]:
+    """Problems with the settings and options, as ``{field: message}``; empty when all fit."""
+    problems: dict[str, str] = {}
+    if not options.folder.is_dir():
+        problems["folder"] = f"{options.folder} is not a folder"
+    if not options.xmp and not options.csv:
+        problems["xmp"] = "at least one output is needed: XMP sidecars or the CSV"
+    if not settings.api_urls:
+        problems["api_urls"] = "no model server URL given"
+    for url in settings.api_urls:
+        if not url.startswith(("http://", "https://")):
+            problems["api_urls"] = f"{url!r} is not an http(s) URL"
+    if settings.workers < 1 or settings.workers > 64:
+        problems["workers"] = "workers must be between 1 and 64"
+    if not 64 <= settings.size <= 8192:
+        problems["size"] = "size must be between 64 and 8192 pixels"
+    if not 1 <= settings.quality <= 100:
+        problems["quality"] = "quality must be between 1 and 100"
+    if not 0.0 <= settings.temperature <= 2.0:
+        problems["temperature"] = "temperature must be between 0 and 2"
+    if settings.converter not in CONVERTERS:
+        problems["converter"] = f"converter must be one of {', '.join(CONVERTERS)}"
+    if settings.sidecar not in SIDECAR_STYLES:
+        problems["sidecar"] = f"sidecar must be one of {', '.join(SIDECAR_STYLES)}"
+    if settings.max_tokens < 16:
+        problems["max_tokens"] = "max_tokens must be at least 16"
+    if settings.max_keywords < 0:
+        problems["max_keywords"] = "max_keywords cannot be negative"
+    for name in ("system_prompt", "user_prompt"):
+        given = getattr(settings, name)
+        if given is not None and not Path(given).is_file():
+            problems[name] = f"prompt file {given} not found"
+    return problems
+
+
+def run(
+    settings: Settings,
+    options: RateOptions,
+    *,
+    on_event: events.OnEvent = events.ignore,
+    stop: threading.Event | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> RateResult:
+    """Rate the images of ``options.folder``; see the module docstring for events and stop."""
+    problems = check_options(settings, options)
+    if problems:
+        raise UsageError("; ".join(problems.values()))
+    job = _Job(settings, options, on_event, stop or threading.Event(), transport)
+    return job.run()
+
+
+@dataclass
+class _Done:
+    """A finished model call (or its failure), handed back to the main thread."""
+
+    path: str
+    client: ModelClient
+    rating: Rating | None = None
+    answer: ChatAnswer | None = None
+    reason: str | None = None
+    unreachable: bool = False
+    preview: str | None = None
+
+
+class _Job:
+    def __init__(
+        self,
+        settings: Settings,
+        options: RateOptions,
+        on_event: events.OnEvent,
+        stop: threading.Event,
+        transport: httpx.BaseTransport | None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.emit = on_event
+        self.stop = stop
+        self.transport = transport
+        self.result = RateResult(dry_run=options.dry_run)
+        self.prompts = prompt_files.load(settings)
+        self.user_prompt = fill_user_prompt(self.prompts.user, settings.max_keywords)
+        self.clients: list[ModelClient] = []
+        self.in_flight: Counter[int] = Counter()
+        self.conn: sqlite3.Connection | None = None
+        self.writer: SidecarWriter | None = None
+        self.csv: RatingsCsv | None = None
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self) -> RateResult:
+        started = time.monotonic()
+        try:
+            self._connect_servers()
+            self._open_outputs()
+            todo = self._select_images()
+            if self.options.dry_run:
+                self._report_dry_run(todo)
+            elif todo:
+                self._rate_all(todo)
+        finally:
+            self.result.wall_s = time.monotonic() - started
+            self._close()
+        return self.result
+
+    def _connect_servers(self) -> None:
+        settings = self.settings
+        problems: list[str] = []
+        model = settings.model
+        for url in dict.fromkeys(settings.api_urls):
+            client = ModelClient(
+                url,
+                api_key=settings.api_key,
+                timeout=settings.request_timeout,
+                max_retries=settings.max_retries,
+                backoff=settings.retry_backoff,
+                transport=self.transport,
+                stop=self.stop,
+                max_connections=settings.workers + 2,
+            )
+            # Probing /models once, without retries, tells at start whether the server is up.
+            probe = ModelClient(
+                url, api_key=settings.api_key, timeout=10, max_retries=0, transport=self.transport
+            )
+            try:
+                models = [m.id for m in probe.list_models()]
+            except ServerUnreachable as exc:
+                problems.append(exc.message)
+                client.close()
+                continue
+            except ModelServerError as exc:
+                models = []  # no /models on this server; usable when --model is given
+                self._log(f"{url}: cannot list models ({exc.message})", "warning")
+            finally:
+                probe.close()
+            if not model:
+                if not models:
+                    problems.append(f"{url} has no model loaded: load a vision model in it")
+                    client.close()
+                    continue
+                model = models[0]
+                self._log(f"Using model {model} (loaded on {url}; choose one with --model)")
+            elif models and model not in models:
+                self._log(f"{url} does not list model {model}; trying it anyway", "warning")
+            self.clients.append(client)
+        if not self.clients:
+            raise ModelServerError(
+                "; ".join(problems)
+                + ". Start the model server (LM Studio: load a vision model and start the "
+                "server) or pass --api-url"
+            )
+        for problem in problems:
+            self._log(f"{problem}; rating with the other servers", "warning")
+        self.result.model = model
+        self.result.api_urls = tuple(c.base_url for c in self.clients)
+
+    def _open_outputs(self) -> None:
+        options, settings = self.options, self.settings
+        self.result.csv_path = options.csv_path or default_csv_path(
+            options.folder, self.result.model
+        )
+        if options.csv or self.result.csv_path.is_file():
+            self.csv = RatingsCsv(self.result.csv_path)
+        if options.dry_run:
+            if Path(settings.db).is_file():
+                self.conn = db.open_readonly(settings.db)
+        else:
+            self.conn = db.connect(settings.db)
+            with db.transaction(self.conn):
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO rating_prompts (prompt_hash, system_prompt, user_prompt)"
+                    " VALUES (?, ?, ?)",
+                    (self.prompts.prompt_hash, self.prompts.system, self.prompts.user),
+                )
+
+    def _select_images(self) -> list[str]:
+        options = self.options
+        found = find_images(
+            [options.folder],
+            recursive=options.recursive,
+            extensions=IMAGE_SUFFIXES,
+            on_error=lambda path, reason: self._log(f"{path}: {reason}", "warning"),
+        )
+        preview_dir = os.path.abspath(options.preview_dir) if options.preview_dir else None
+        paths = [
+            str(item.path)
+            for item in found
+            if not (preview_dir and str(item.path).startswith(preview_dir + os.sep))
+        ]
+        self.result.found = len(paths)
+        have_sidecars = any(existing_sidecar(Path(p)) for p in paths)
+        if (options.xmp and not options.dry_run) or (options.skip_existing and have_sidecars):
+            self.writer = SidecarWriter(self.settings.exiftool)
+        if not options.skip_existing:
+            return paths
+        in_db = self._db_rows()
+        in_csv = self.csv.rated_paths if self.csv else set()
+        todo: list[str] = []
+        for path in paths:
+            sidecar_model = self._sidecar_model(path)
+            if path in in_db or path in in_csv or sidecar_model == self.result.model:
+                self.result.skipped += 1
+                if path in in_db and not options.dry_run:
+                    self._repair(path, in_db[path], in_csv, sidecar_model)
+            else:
+                todo.append(path)
+        if self.result.skipped:
+            self._log(
+                f"{self.result.skipped} image(s) already rated by {self.result.model}: skipped"
+            )
+        return todo
+
+    def _sidecar_model(self, path: str) -> str | None:
+        sidecar = existing_sidecar(Path(path))
+        if sidecar is None or self.writer is None:
+            return None
+        info = self.writer.read(sidecar)
+        return info.model if info else None
+
+    def _db_rows(self) -> dict[str, sqlite3.Row]:
+        if self.conn is None:
+            return {}
+        self.conn.row_factory = sqlite3.Row
+        rows = self.conn.execute(
+            "SELECT r.*, p.system_prompt, p.user_prompt FROM ratings r"
+            " LEFT JOIN rating_prompts p ON p.prompt_hash = r.prompt_hash WHERE r.model = ?",
+            (self.result.model,),
+        ).fetchall()
+        self.conn.row_factory = None
+        return {row["path"]: row for row in rows}
+
+    def _repair(
+        self, path: str, row: sqlite3.Row, in_csv: set[str], sidecar_model: str | None
+    ) -> None:
+        """Write the CSV row or sidecar that a killed run did not get to, from the database."""
+        rating = Rating(
+            scores=json.loads(row["scores_json"]),
+            overall=int(row["overall"]),
+            keywords=tuple(json.loads(row["keywords_json"])),
+        )
+        repaired = False
+        if self.options.csv and self.csv is not None and path not in in_csv:
+            self.csv.add(
+                _csv_row(
+                    path,
+                    rating,
+                    model=row["model"],
+                    rated_at=row["rated_at"],
+                    prompt_tokens=row["prompt_tokens"],
+                    completion_tokens=row["completion_tokens"],
+                    duration_s=row["duration_s"],
+                    prompt_hash=row["prompt_hash"] or "",
+                    system_prompt=row["system_prompt"] or "",
+                    user_prompt=row["user_prompt"] or "",
+                )
+            )
+            repaired = True
+        if self.options.xmp and self.writer is not None and sidecar_model != row["model"]:
+            try:
+                self.writer.write(
+                    Path(path),
+                    SidecarRating(rating, row["model"], row["prompt_hash"] or "", row["rated_at"]),
+                    self.settings.sidecar,
+                )
+                repaired = True
+            except AimetaError as exc:
+                self._log(f"{path}: {exc.message}", "error")
+        self.result.repaired += int(repaired)
+
+    def _report_dry_run(self, todo: list[str]) -> None:
+        self.result.to_rate = todo
+        self.emit(events.Started(STAGE, total=len(todo)))
+        for path in todo:
+            self.emit(events.ItemResult(STAGE, path, True, {"path": path, "dry_run": True}))
+        self.emit(events.Finished(STAGE))
+
+    # -- rendering and model calls in parallel --------------------------------------------
+
+    def _rate_all(self, todo: list[str]) -> None:
+        settings = self.settings
+        workers = settings.workers
+        render_workers = max(1, min(workers, os.cpu_count() or 1))
+        renderer = Renderer(
+            size=settings.size,
+            quality=settings.quality,
+            converter=settings.converter,
+            darktable_cli=settings.darktable_cli,
+            exiftool=settings.exiftool,
+            timeout=settings.render_timeout,
+        )
+        self.result.converter = renderer.converter
+        self._log(
+            f"Rating {len(todo)} image(s) with {self.result.model} on "
+            f"{', '.join(self.result.api_urls)} ({workers} at once, rendering with "
+            f"{renderer.converter})"
+        )
+        self.emit(events.Started(STAGE, total=len(todo)))
+        waiting = deque(todo)
+        ready: deque[tuple[str, Rendered]] = deque()
+        renders: dict[cf.Future[Any], str] = {}
+        calls: dict[cf.Future[Any], str] = {}
+        render_pool = cf.ThreadPoolExecutor(render_workers, thread_name_prefix="aimeta-render")
+        model_pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="aimeta-model")
+        unreachable_in_a_row = 0
+        stop_seen_at: float | None = None
+        try:
+            while waiting or ready or renders or calls:
+                if self.stop.is_set():
+                    if stop_seen_at is None:
+                        stop_seen_at = time.monotonic()
+                        self.result.stopped = True
+                        self._log("Stopping: finishing the images in progress", "warning")
+                        waiting.clear()
+                        ready.clear()
+                        for future in renders:
+                            future.cancel()
+                        renders.clear()
+                    if not calls or time.monotonic() - stop_seen_at > STOP_GRACE_S:
+                        break
+                else:
+                    # Render ahead so a model slot never waits for the renderer.
+                    while waiting and len(renders) + len(ready) < workers + render_workers:
+                        path = waiting.popleft()
+                        renders[render_pool.submit(renderer.render, Path(path))] = path
+                    while ready and len(calls) < workers:
+                        path, rendered = ready.popleft()
+                        client = min(self.clients, key=lambda c: self.in_flight[id(c)])
+                        self.in_flight[id(client)] += 1
+                        self.emit(events.Progress(STAGE, advance=0, item=path))
+                        calls[model_pool.submit(self._ask, path, rendered, client)] = path
+                done, _pending = cf.wait(
+                    [*renders, *calls], timeout=0.2, return_when=cf.FIRST_COMPLETED
+                )
+                for future in done:
+                    if future in renders:
+                        path = renders.pop(future)
+                        try:
+                            ready.append((path, future.result()))
+                        except AimetaError as exc:
+                            self._failed(path, exc.message)
+                        except Exception as exc:  # a renderer bug must not end the run
+                            self._failed(path, f"cannot render: {exc!r}")
+                    elif future in calls:
+                        calls.pop(future)
+                        outcome: _Done = future.result()
+                        self.in_flight[id(outcome.client)] -= 1
+                        if outcome.rating is not None and outcome.answer is not None:
+                            unreachable_in_a_row = 0
+                            self._rated(outcome)
+                        else:
+                            unreachable_in_a_row = (
+                                unreachable_in_a_row + 1 if outcome.unreachable else 0
+                            )
+                            self._failed(outcome.path, outcome.reason or "no answer")
+                if unreachable_in_a_row >= UNREACHABLE_LIMIT and not self.stop.is_set():
+                    self.result.aborted = (
+                        f"{unreachable_in_a_row} images in a row found no model server; "
+                        "stopped (re-run to rate the rest)"
+                    )
+                    self._log(self.result.aborted, "error")
+                    self.stop.set()
+        finally:
+            render_pool.shutdown(wait=False, cancel_futures=True)
+            model_pool.shutdown(wait=False, cancel_futures=True)
+            renderer.close()
+            self.emit(events.Finished(STAGE))
+
+    def _ask(self, path: str, rendered: Rendered, client: ModelClient) -> _Done:
+        """Runs in a model thread: one chat call and the parsing of its answer."""
+        done = _Done(path=path, client=client)
+        try:
+            if self.options.preview_dir is not None:
+                done.preview = self._save_preview(path, rendered)
+            answer = client.chat(
+                model=self.result.model,
+                system_prompt=self.prompts.system,
+                user_prompt=self.user_prompt,
+                image_jpeg=rendered.jpeg,
+                temperature=self.settings.temperature,
+                max_tokens=self.settings.max_tokens,
+                schema=json_schema(CRITERIA),
+            )
+            done.answer = answer
+            done.rating = parse_answer(answer.text, max_keywords=self.settings.max_keywords)
+        except ServerUnreachable as exc:
+            done.reason, done.unreachable = exc.message, True
+        except RatingError as exc:
+            done.reason = exc.message
+        except AimetaError as exc:
+            done.reason = exc.message
+        except Exception as exc:  # keep the run going; the reason says what broke
+            done.reason = f"unexpected error: {exc!r}"
+        return done
+
+    def _save_preview(self, path: str, rendered: Rendered) -> str:
+        assert self.options.preview_dir is not None
+        folder = Path(self.options.preview_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / (hashlib.sha1(path.encode("utf-8")).hexdigest()[:20] + ".jpg")
+        target.write_bytes(rendered.jpeg)
+        return str(target)
+
+    # -- results ---------------------------------------------------------------------------
+
+    def _rated(self, outcome: _Done) -> None:
+        assert outcome.rating is not None and outcome.answer is not None
+        path, rating, answer = outcome.path, outcome.rating, outcome.answer
+        model = self.result.model
+        rated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert self.conn is not None
+        with db.transaction(self.conn):
+            self.conn.execute(
+                "INSERT INTO ratings (path, model, overall, scores_json, keywords_json,"
+                " prompt_tokens, completion_tokens, duration_s, prompt_hash, rated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path, model) DO UPDATE SET"
+                " overall=excluded.overall, scores_json=excluded.scores_json,"
+                " keywords_json=excluded.keywords_json, prompt_tokens=excluded.prompt_tokens,"
+                " completion_tokens=excluded.completion_tokens, duration_s=excluded.duration_s,"
+                " prompt_hash=excluded.prompt_hash, rated_at=excluded.rated_at",
+                (
+                    path,
+                    model,
+                    rating.overall,
+                    json.dumps(rating.scores),
+                    json.dumps(list(rating.keywords)),
+                    answer.prompt_tokens,
+                    answer.completion_tokens,
+                    round(answer.duration_s, 3),
+                    self.prompts.prompt_hash,
+                    rated_at,
+                ),
+            )
+            db.clear_errors(self.conn, [path], STAGE)
+        sidecar: str | None = None
+        if self.options.xmp and self.writer is not None:
+            try:
+                sidecar = str(
+                    self.writer.write(
+                        Path(path),
+                        SidecarRating(rating, model, self.prompts.prompt_hash, rated_at),
+                        self.settings.sidecar,
+                    )
+                )
+            except AimetaError as exc:
+                self._log(f"{path}: {exc.message}", "error")
+                self._record_error(path, exc.message)
+        if self.options.csv and self.csv is not None:
+            self.csv.add(
+                _csv_row(
+                    path,
+                    rating,
+                    model=model,
+                    rated_at=rated_at,
+                    prompt_tokens=answer.prompt_tokens,
+                    completion_tokens=answer.completion_tokens,
+                    duration_s=round(answer.duration_s, 3),
+                    prompt_hash=self.prompts.prompt_hash,
+                    system_prompt=self.prompts.system,
+                    user_prompt=self.prompts.user,
+                )
+            )
+        self.result.rated += 1
+        self.result.overall.append(rating.overall)
+        self.result.prompt_tokens += answer.prompt_tokens or 0
+        self.result.completion_tokens += answer.completion_tokens or 0
+        data = {
+            "path": path,
+            "overall": rating.overall,
+            "scores": rating.scores,
+            "keywords": list(rating.keywords),
+            "model": model,
+            "api_url": outcome.client.base_url,
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+            "duration_s": round(answer.duration_s, 3),
+            "sidecar": sidecar,
+            "preview": outcome.preview,
+        }
+        self.emit(events.ItemResult(STAGE, path, True, data))
+        self.emit(events.Progress(STAGE, advance=1, item=path))
+
+    def _failed(self, path: str, reason: str) -> None:
+        self.result.failed += 1
+        self.result.failures.append((path, reason))
+        self._record_error(path, reason)
+        self.emit(events.ItemResult(STAGE, path, False, {"path": path, "reason": reason}))
+        self.emit(events.Progress(STAGE, advance=1, item=path))
+
+    def _record_error(self, path: str, reason: str) -> None:
+        if self.conn is not None and not self.options.dry_run:
+            with db.transaction(self.conn):
+                db.record_error(self.conn, path, STAGE, reason)
+
+    def _log(self, message: str, level: str = "info") -> None:
+        self.emit(events.Log(message, level))  # type: ignore[arg-type]
+
+    def _close(self) -> None:
+        try:
+            if self.csv is not None and not self.options.dry_run:
+                self.csv.flush()
+                self.result.csv_rows = len(self.csv)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            for client in self.clients:
+                client.close()
+            if self.conn is not None:
+                self.conn.close()
+
+
+def _csv_row(path: str, rating: Rating, **fields: Any) -> dict[str, Any]:
+    return {
+        "path": path,
+        "overall": rating.overall,
+        **{key: rating.scores.get(key, "") for key in (c.key for c in CRITERIA)},
+        "keywords": list(rating.keywords),
+        "timestamp": fields["rated_at"],
+        "model": fields["model"],
+        "prompt_tokens": fields["prompt_tokens"],
+        "completion_tokens": fields["completion_tokens"],
+        "duration_s": fields["duration_s"],
+        "prompt_hash": fields["prompt_hash"],
+        "system_prompt": fields["system_prompt"],
+        "user_prompt": fields["user_prompt"],
+    }

@@ -1,0 +1,242 @@
+"""Write ratings into XMP sidecars through ExifTool (never hand-built XML, never the image).
+
+- The sidecar of ``IMG_1.CR2`` is ``IMG_1.CR2.xmp`` (darktable) or ``IMG_1.xmp`` (Adobe). An
+  existing one is updated in place; otherwise one is created in the chosen style.
+- Written: ``xmp:Rating`` (overall stars), the keywords added to ``dc:subject`` and
+  ``lr:hierarchicalSubject`` (existing keywords kept, none duplicated case-insensitively), and
+  aimeta's own properties in the ``aimeta`` namespace defined by ``aimeta.config`` (model,
+  overall, scores, time, prompt hash). ExifTool rewrites only the tags named, so darktable's
+  history and every other property stay as they were.
+- One stay-open ExifTool process serves a whole run. Each line sent to it is one argument, so
+  every value is stripped of control characters first; a path holding a newline is written by
+  a one-off ExifTool process with list arguments instead. Never a shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import exiftool
+
+from aimeta.errors import ExifToolFailed, ExifToolMissing, OutputError
+from aimeta.rating.answer import Rating, strip_control
+
+SIDECAR_STYLES = ("darktable", "adobe")
+# Criteria with their own tag in aimeta.config (all of them are also in Scores as JSON).
+CRITERION_TAGS = {
+    "composition": "Composition",
+    "lighting": "Lighting",
+    "colour": "Colour",
+    "sharpness": "Sharpness",
+    "impact": "Impact",
+    "creativity": "Creativity",
+}
+_READ_TAGS = (
+    "-XMP-dc:Subject",
+    "-XMP-lr:HierarchicalSubject",
+    "-XMP-aimeta:Model",
+    "-XMP-xmp:Rating",
+)
+
+
+def config_path() -> Path:
+    """The ExifTool config file defining the aimeta namespace (shipped in the package)."""
+    return Path(str(resources.files("aimeta.rating").joinpath("aimeta.config")))
+
+
+def existing_sidecar(image: Path) -> Path | None:
+    """The sidecar that belongs to ``image`` if there is one (darktable style looked at first)."""
+    for candidate in (image.with_name(image.name + ".xmp"), image.with_suffix(".xmp")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def sidecar_path(image: Path, style: str = "darktable") -> Path:
+    """Where the rating of ``image`` goes: the existing sidecar, else a new one in ``style``."""
+    if style not in SIDECAR_STYLES:
+        raise OutputError(f"unknown sidecar style {style!r}; use darktable or adobe")
+    found = existing_sidecar(image)
+    if found is not None:
+        return found
+    if style == "adobe":
+        return image.with_suffix(".xmp")
+    return image.with_name(image.name + ".xmp")
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarInfo:
+    """What a sidecar already says: its keywords and the model aimeta last rated it with."""
+
+    subjects: tuple[str, ...]
+    hierarchical: tuple[str, ...]
+    model: str | None
+    rating: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarRating:
+    """Everything written for one image."""
+
+    rating: Rating
+    model: str
+    prompt_hash: str
+    rated_at: str  # ISO 8601 UTC, e.g. 2024-05-01T12:00:00Z
+
+
+class SidecarWriter:
+    """Reads and writes sidecars through one stay-open ExifTool process (thread-safe)."""
+
+    def __init__(self, executable: str = "exiftool") -> None:
+        self.executable = executable
+        self._config = str(config_path())
+        self._lock = threading.Lock()
+        self._tool = exiftool.ExifTool(
+            executable=executable, common_args=[], config_file=self._config, encoding="utf-8"
+        )
+        try:
+            self._tool.run()
+        except FileNotFoundError as exc:
+            raise ExifToolMissing() from exc
+        except Exception as exc:  # pyexiftool raises several kinds at start-up
+            raise ExifToolFailed(f"cannot start ExifTool ({executable}): {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            # A dead process needs no goodbye.
+            if self._tool.running:
+                with contextlib.suppress(Exception):
+                    self._tool.terminate()
+
+    def __enter__(self) -> SidecarWriter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def read(self, sidecar: Path) -> SidecarInfo | None:
+        """The keywords, rating and aimeta model of ``sidecar``; None when it is missing or
+        not readable as XMP."""
+        if not sidecar.is_file():
+            return None
+        output, status, _errors = self._execute(["-j", "-n", *_READ_TAGS, str(sidecar)])
+        try:
+            data = json.loads(output)[0] if status == 0 and output.strip() else None
+        except (ValueError, IndexError):
+            data = None
+        if not isinstance(data, dict):
+            return None
+        return _info(data)
+
+    def write(self, image: Path, result: SidecarRating, style: str = "darktable") -> Path:
+        """Write ``result`` into the sidecar of ``image``; return the sidecar's path.
+
+        Raise OutputError when ExifTool cannot write it (the old sidecar is then unchanged)."""
+        target = sidecar_path(image, style)
+        # ExifTool refuses to write while its temporary file exists: a run killed during a
+        # write leaves one behind.
+        stale = target.with_name(target.name + "_exiftool_tmp")
+        if stale.is_file():
+            stale.unlink()
+        before = self.read(target) if target.exists() else None
+        arguments = ["-overwrite_original", *_rating_args(result, before), str(target)]
+        output, status, errors = self._execute(arguments)
+        if status != 0 or "error" in errors.lower():
+            reason = _first_line(errors) or _first_line(output) or f"exit status {status}"
+            raise OutputError(f"cannot write the sidecar {target}: {reason}")
+        return target
+
+    def _execute(self, arguments: list[str]) -> tuple[str, int, str]:
+        if any(re.search(r"[\x00-\x1f]", arg) for arg in arguments):
+            return self._execute_once(arguments)
+        with self._lock:
+            try:
+                output = self._tool.execute(*arguments)
+            except Exception as exc:
+                raise ExifToolFailed(f"ExifTool stopped: {exc}") from exc
+            status = self._tool.last_status
+            return str(output), int(status if status is not None else 0), self._tool.last_stderr
+
+    def _execute_once(self, arguments: list[str]) -> tuple[str, int, str]:
+        """One ExifTool process for arguments that stay-open mode cannot carry (newlines)."""
+        try:
+            done = subprocess.run(
+                [self.executable, "-config", self._config, *arguments],
+                capture_output=True,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+                timeout=120,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise ExifToolMissing() from exc
+        except subprocess.TimeoutExpired as exc:
+            raise ExifToolFailed("ExifTool took longer than 120 s") from exc
+        return done.stdout, done.returncode, done.stderr
+
+
+def _rating_args(result: SidecarRating, before: SidecarInfo | None) -> list[str]:
+    rating = result.rating
+    have_subjects = {word.casefold() for word in (before.subjects if before else ())}
+    have_hierarchical = {word.casefold() for word in (before.hierarchical if before else ())}
+    arguments = [f"-XMP-xmp:Rating={rating.overall}"]
+    for keyword in rating.keywords:
+        word = _clean(keyword)
+        if word.casefold() not in have_subjects:
+            arguments.append(f"-XMP-dc:Subject+={word}")
+            have_subjects.add(word.casefold())
+        if word.casefold() not in have_hierarchical:
+            arguments.append(f"-XMP-lr:HierarchicalSubject+={word}")
+            have_hierarchical.add(word.casefold())
+    arguments += [
+        f"-XMP-aimeta:Model={_clean(result.model)}",
+        f"-XMP-aimeta:Overall={rating.overall}",
+        f"-XMP-aimeta:Scores={json.dumps(rating.scores, sort_keys=True)}",
+        f"-XMP-aimeta:RatedAt={_exif_time(result.rated_at)}",
+        f"-XMP-aimeta:PromptHash={_clean(result.prompt_hash)}",
+    ]
+    for key, score in rating.scores.items():
+        tag = CRITERION_TAGS.get(key)
+        if tag:
+            arguments.append(f"-XMP-aimeta:{tag}={score}")
+    return arguments
+
+
+def _info(data: dict[str, Any]) -> SidecarInfo:
+    def as_tuple(value: Any) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        items = value if isinstance(value, list) else [value]
+        return tuple(str(item) for item in items)
+
+    model = data.get("Model")
+    rating = data.get("Rating")
+    return SidecarInfo(
+        subjects=as_tuple(data.get("Subject")),
+        hierarchical=as_tuple(data.get("HierarchicalSubject")),
+        model=str(model) if model is not None else None,
+        rating=int(rating) if isinstance(rating, int | float) else None,
+    )
+
+
+def _clean(value: str) -> str:
+    return strip_control(value).strip()
+
+
+def _exif_time(iso: str) -> str:
+    # 2024-05-01T12:00:00Z -> 2024:05:01 12:00:00Z, the form ExifTool reads for XMP dates.
+    return iso.replace("-", ":", 2).replace("T", " ")
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else ""
