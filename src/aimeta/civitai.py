@@ -10,6 +10,7 @@ resource.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 import orjson
 
 from aimeta.record import Resource
-from aimeta.resource_names import normalize_kind
+from aimeta.resource_names import hash_type, normalize_kind, normalize_name
 
 VERSION_REF_PREFIX = "modelVersionId:"
 
@@ -285,3 +286,227 @@ def resources_from_extra(extra: Mapping[str, Any]) -> list[Resource]:
         if listed is not None:
             found.extend(resources_from_civitai(listed, source=source))
     return found
+
+
+# --- model versions: what `aimeta resolve` learns from maps and API answers -------------------
+
+# Hash types as Civitai names them (files[].hashes) and as a map file's columns name them.
+HASH_TYPES = ("sha256", "autov1", "autov2", "autov3", "blake3", "crc32")
+# File types in a model version that are not the model (their hashes would match nothing).
+_NOT_MODEL_FILES = frozenset({"training data", "archive", "config"})
+
+
+@dataclass(slots=True)
+class ModelVersion:
+    """One Civitai model version (or one local model file from a map without a version id,
+    which gets a negative ``version_id``). ``files`` are dicts with name, type, primary and
+    hashes (type -> value, as :func:`model_hash_value` stores them)."""
+
+    version_id: int
+    model_id: int | None = None
+    kind: str | None = None
+    model_name: str | None = None
+    version_name: str | None = None
+    base_model: str | None = None
+    files: list[dict[str, Any]] | None = None
+
+    @property
+    def primary_file(self) -> dict[str, Any] | None:
+        """The model file people download: marked primary, else the first model file."""
+        files = self.files or []
+        for candidate in files:
+            if candidate.get("primary"):
+                return candidate
+        for candidate in files:
+            if str(candidate.get("type") or "model").lower() not in _NOT_MODEL_FILES:
+                return candidate
+        return None
+
+    @property
+    def resource_name(self) -> str | None:
+        """The name a resolved resource gets: the model file's name (what A1111 writes in
+        ``Model:`` and LoRA tags use), else the model's name."""
+        primary = self.primary_file
+        if primary and isinstance(primary.get("name"), str) and primary["name"].strip():
+            return normalize_name(primary["name"])
+        return self.model_name.strip() if self.model_name and self.model_name.strip() else None
+
+    def hashes(self) -> list[tuple[str, str]]:
+        """(value, type) of every model file's hashes, for the model_hashes table."""
+        pairs: dict[tuple[str, str], None] = {}
+        for file in self.files or []:
+            if str(file.get("type") or "model").lower() in _NOT_MODEL_FILES:
+                continue
+            for kind, value in (file.get("hashes") or {}).items():
+                pairs[(value, kind)] = None
+        return list(pairs)
+
+
+def model_hash_value(hash_kind: str, value: str) -> str | None:
+    """A hash as model_hashes stores it: lower-case hex; BLAKE3 as ``blake3:<hex>`` (the way
+    image metadata writes it), so it never matches a SHA-256 prefix. ``None`` if not hex."""
+    text = value.strip().lower()
+    for prefix in ("0x", "sha256:", "blake3:"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    if not text or any(char not in "0123456789abcdef" for char in text):
+        return None
+    return f"blake3:{text}" if hash_kind == "blake3" else text
+
+
+def _file_hashes(raw: Any) -> dict[str, str]:
+    hashes: dict[str, str] = {}
+    if isinstance(raw, Mapping):
+        for name, value in raw.items():
+            kind = str(name).lower()
+            if kind in HASH_TYPES and isinstance(value, str):
+                stored = model_hash_value(kind, value)
+                if stored:
+                    hashes[kind] = stored
+    return hashes
+
+
+def _api_files(raw: Any) -> list[dict[str, Any]]:
+    files: list[dict[str, Any]] = []
+    if not isinstance(raw, list):
+        return files
+    for item in raw:
+        if not isinstance(item, Mapping):
+            continue
+        entry: dict[str, Any] = {
+            "name": item.get("name") if isinstance(item.get("name"), str) else None,
+            "type": item.get("type") if isinstance(item.get("type"), str) else None,
+            "primary": bool(item.get("primary")),
+            "hashes": _file_hashes(item.get("hashes")),
+        }
+        if isinstance(item.get("sizeKB"), int | float):
+            entry["size_kb"] = item["sizeKB"]
+        files.append(entry)
+    return files
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _is_model(node: Mapping[str, Any]) -> bool:
+    return isinstance(node.get("modelVersions"), list) and _version_id(node.get("id")) is not None
+
+
+def _is_version(node: Mapping[str, Any]) -> bool:
+    if _version_id(node.get("id")) is None or "modelVersions" in node:
+        return False
+    return "modelId" in node or "baseModel" in node or isinstance(node.get("files"), list)
+
+
+def _version_from_api(node: Mapping[str, Any], model: Mapping[str, Any]) -> ModelVersion:
+    inner = node.get("model") if isinstance(node.get("model"), Mapping) else {}
+    assert isinstance(inner, Mapping)
+    civitai_type = _text(inner.get("type")) or _text(model.get("type"))
+    version_id = _version_id(node.get("id"))
+    assert version_id is not None
+    return ModelVersion(
+        version_id=version_id,
+        model_id=_version_id(node.get("modelId")) or _version_id(model.get("id")),
+        kind=kind_from_civitai_type(civitai_type) if civitai_type else None,
+        model_name=_text(inner.get("name")) or _text(model.get("name")),
+        version_name=_text(node.get("name")),
+        base_model=_text(node.get("baseModel")),
+        files=_api_files(node.get("files")),
+    )
+
+
+def versions_from_api(data: Any) -> list[ModelVersion]:
+    """Every model version in a Civitai API answer, wherever it is nested: the objects of
+    ``/model-versions/{id}`` and ``/model-versions/by-hash/{hash}``, ``/models/{id}`` with its
+    ``modelVersions``, lists and search pages of them. Later copies of a version win."""
+    found: dict[int, ModelVersion] = {}
+    stack: list[tuple[Any, Mapping[str, Any]]] = [(data, {})]
+    while stack:  # iterative: an export may be nested deeper than Python's recursion limit
+        node, model = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, model) for item in reversed(node))
+        elif isinstance(node, Mapping):
+            if _is_model(node):
+                stack.extend((item, node) for item in reversed(node["modelVersions"]))
+            elif _is_version(node):
+                version = _version_from_api(node, model)
+                found.pop(version.version_id, None)
+                found[version.version_id] = version
+            else:
+                stack.extend((value, model) for value in reversed(list(node.values())))
+    return list(found.values())
+
+
+# Columns of a manual map (CSV header or JSON object keys); see `aimeta resolve --help`.
+MAP_COLUMNS = (
+    "version_id",
+    "model_id",
+    "kind",
+    "model_name",
+    "version_name",
+    "base_model",
+    "file_name",
+    "hash",
+    *HASH_TYPES,
+)
+
+
+def _local_id(row: Mapping[str, str]) -> int:
+    """A stable negative id for a map row naming a local file without a Civitai version."""
+    key = "|".join(row.get(column, "") for column in ("kind", "model_name", "file_name", "hash"))
+    key += "|" + "|".join(row.get(column, "") for column in HASH_TYPES)
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return -(int.from_bytes(digest, "big") >> 2) - 1
+
+
+def version_from_map_row(row: Mapping[str, Any]) -> ModelVersion:
+    """One manual map row (column -> text) as a :class:`ModelVersion`.
+
+    Raises ``ValueError`` with the reason when the row can resolve nothing: it needs a name
+    (``model_name`` or ``file_name``) and a ``version_id`` or a hash.
+    """
+    cells = {
+        str(key).strip().lower(): str(value).strip()
+        for key, value in row.items()
+        if key is not None and value is not None and str(value).strip()
+    }
+    hashes: dict[str, str] = {}
+    for column in HASH_TYPES:
+        if column in cells:
+            stored = model_hash_value(column, cells[column])
+            if stored is None:
+                raise ValueError(f"{column} {cells[column]!r} is not a hex hash")
+            hashes[column] = stored
+    if "hash" in cells:
+        shape = hash_type(cells["hash"])
+        column = {"blake3": "blake3", "swarmui_sha256": "sha256"}.get(shape or "", shape or "")
+        stored = model_hash_value(column, cells["hash"]) if column else None
+        if stored is None:
+            raise ValueError(f"hash {cells['hash']!r} is not a hex hash")
+        hashes.setdefault(column if column in HASH_TYPES else "hash", stored)
+    version_text = cells.get("version_id") or cells.get("modelversionid")
+    version_id = _version_id(version_text) if version_text else None
+    if version_text and version_id is None:
+        raise ValueError(f"version_id {version_text!r} is not a positive whole number")
+    if not (cells.get("model_name") or cells.get("file_name")):
+        raise ValueError("neither model_name nor file_name is given")
+    if version_id is None and not hashes:
+        raise ValueError("neither version_id nor a hash is given")
+    kind_text = cells.get("kind")
+    kind = kind_from_civitai_type(kind_text) if kind_text else None
+    if kind_text and kind is None:
+        raise ValueError(f"kind {kind_text!r} is not one of checkpoint, lora, embedding, ...")
+    file_name = cells.get("file_name")
+    model_id_text = cells.get("model_id")
+    return ModelVersion(
+        version_id=version_id if version_id is not None else _local_id(cells),
+        model_id=_version_id(model_id_text) if model_id_text else None,
+        kind=kind,
+        model_name=cells.get("model_name"),
+        version_name=cells.get("version_name"),
+        base_model=cells.get("base_model"),
+        files=[{"name": file_name, "type": "Model", "primary": True, "hashes": hashes}]
+        if file_name or hashes
+        else [],
+    )

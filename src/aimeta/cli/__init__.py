@@ -12,7 +12,7 @@ import importlib
 from aimeta.cli.common import app
 
 # Each module adds its commands to `app` when imported; the order is the order in --help.
-for _module in ("metadata", "query", "rating", "web"):
+for _module in ("metadata", "resources", "query", "rating", "web"):
     try:
         importlib.import_module(f"aimeta.cli.{_module}")
     except ModuleNotFoundError as _exc:  # a topic not built yet

@@ -1,0 +1,151 @@
+"""Commands for the models used by each image: resources, resolve."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import orjson
+import typer
+from rich.table import Table
+
+from aimeta import settings
+from aimeta.cli.common import app, handle_errors, progress_events, stderr, stdout
+from aimeta.pipelines import resolve as resolve_pipeline
+from aimeta.pipelines import resources as resources_pipeline
+
+
+@app.command()
+@handle_errors
+def resources(
+    db_path: Path = typer.Option(
+        None,
+        "--db",
+        help="SQLite database written by `aimeta ingest`.",
+        show_default="out/images.db",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+) -> None:
+    """Rebuild the table of models used by every image from its stored metadata.
+
+    One row per image, kind and name: checkpoint, lora, embedding, hypernetwork, vae,
+    upscaler, controlnet, refiner, detailer, ipadapter, or resource_ref (a Civitai model
+    version not resolved yet), with weight, hash and the field it came from. No image file is
+    read: the metadata stored by `aimeta ingest` is parsed again, so parser improvements apply.
+    Prints the number of rows per kind.
+
+    Example: aimeta resources --db out/images.db
+    """
+    config = settings.resolve({"db": db_path})
+    conn = resources_pipeline.open_database(config.db)
+    try:
+        with progress_events(quiet) as on_event:
+            result = resources_pipeline.run(conn, batch_size=config.batch_size, on_event=on_event)
+    finally:
+        conn.close()
+    if as_json:
+        stdout.print_json(orjson.dumps(dataclasses.asdict(result)).decode())
+        return
+    table = Table(box=None)
+    table.add_column("kind")
+    table.add_column("rows", justify="right")
+    for kind, count in result.by_kind.items():
+        table.add_row(kind, str(count))
+    stdout.print(table)
+    if not quiet:
+        stderr.print(
+            f"resources: {result.images} images, {result.rows} rows,"
+            f" {len(result.failures)} failed in {result.seconds:.2f}s -> {config.db}",
+            highlight=False,
+        )
+
+
+@app.command()
+@handle_errors
+def resolve(
+    db_path: Path = typer.Option(
+        None,
+        "--db",
+        help="SQLite database written by `aimeta ingest`.",
+        show_default="out/images.db",
+    ),
+    maps: list[Path] = typer.Option(
+        [], "--map", help="Manual map, CSV or JSON (repeatable). " + resolve_pipeline.MAP_HELP
+    ),
+    exports: list[Path] = typer.Option(
+        [],
+        "--civitai-export",
+        help="JSON saved from the Civitai API: /api/v1/model-versions/{id}, "
+        "/model-versions/by-hash/{hash} or /models/{id}, single or in lists (repeatable).",
+    ),
+    rewrite: bool = typer.Option(
+        False, "--rewrite", help="Replace resolved references by named resources."
+    ),
+    online: bool = typer.Option(
+        False,
+        "--online",
+        help="Ask the Civitai API about ids and hashes no mapping knows (answers are cached; "
+        "token from AIMETA_CIVITAI_TOKEN).",
+    ),
+    civitai_url: str = typer.Option(
+        None,
+        "--civitai-url",
+        help="Base URL of the Civitai API.",
+        show_default="https://civitai.com/api/v1",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or hints."),
+) -> None:
+    """Name the models images know only by a Civitai model-version id or a hash.
+
+    Imports mappings (model version -> kind, model name, file name, hashes) from map files and
+    Civitai API exports into the database, optionally looks up the rest online, and with
+    --rewrite turns each `modelVersionId:<id>` or `hash:<hex>` resource into the real one,
+    keeping the reference in extra_json. Without a mapping nothing changes; it says how many
+    references are unresolved. Running it again changes nothing.
+
+    Example: aimeta resolve --map models.csv --civitai-export civitai/*.json --rewrite
+    """
+    config = settings.resolve({"db": db_path, "civitai_base_url": civitai_url})
+    conn = resources_pipeline.open_database(config.db)
+    try:
+        with progress_events(quiet) as on_event:
+            result = resolve_pipeline.run(
+                conn,
+                config,
+                maps=maps,
+                exports=exports,
+                rewrite=rewrite,
+                online=online,
+                on_event=on_event,
+            )
+    finally:
+        conn.close()
+    if as_json:
+        data = dataclasses.asdict(result) | {"unresolved": result.unresolved}
+        stdout.print_json(orjson.dumps(data).decode())
+        return
+    lines = [
+        f"imported: {result.imported_from_maps} from maps, "
+        f"{result.imported_from_exports} from Civitai exports",
+        f"references: {result.version_refs} model-version placeholders, "
+        f"{result.hash_refs} known only by hash; {result.resolvable} resolvable",
+        f"unresolved: {len(result.unresolved_versions)} model versions, "
+        f"{len(result.unresolved_hashes)} hashes",
+    ]
+    if online:
+        lines.append(
+            f"online: {result.online_requests} requests, {result.online_found} found, "
+            f"{result.online_not_found} not found, {result.online_failed} failed"
+            + (" (Civitai not reachable)" if result.offline else "")
+        )
+    if rewrite:
+        lines.append(f"rewritten: {result.rewritten} ({result.merged} merged into existing rows)")
+    for line in lines:
+        stdout.print(line, highlight=False)
+    if not quiet:
+        if result.resolvable and not rewrite:
+            stderr.print("Run again with --rewrite to apply the mappings.", highlight=False)
+        if result.hint:
+            stderr.print(result.hint, highlight=False)
