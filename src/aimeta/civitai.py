@@ -510,3 +510,29 @@ def version_from_map_row(row: Mapping[str, Any]) -> ModelVersion:
         if file_name or hashes
         else [],
     )
+
+
+def with_civitai_references(resources: list[Resource], extra: Mapping[str, Any]) -> list[Resource]:
+    """``resources`` plus those of the Civitai keys in ``extra``, with every resource named by
+    a Civitai AIR (Civitai's own ComfyUI graphs load ``urn:air:...`` as the checkpoint or LoRA
+    name) turned into the same ``modelVersionId:<id>`` placeholder the resource lists give, so
+    one model is one row. The loader's kind becomes the declared kind."""
+    converted: list[Resource] = []
+    for resource in resources:
+        air = parse_air(resource.name) if ":" in resource.name else None
+        if air is None or air.source != "civitai" or not isinstance(air.version_id, int):
+            converted.append(resource)
+            continue
+        placeholder = resource_from_air(
+            resource.name, weight=resource.weight, source=resource.source
+        )
+        assert placeholder is not None
+        placeholder.weight_clip = resource.weight_clip
+        placeholder.hash, placeholder.hash_type = resource.hash, resource.hash_type
+        if resource.kind != "resource_ref":
+            placeholder.extra.setdefault("declared_kind", resource.kind)
+        for key, value in resource.extra.items():
+            placeholder.extra.setdefault(key, value)
+        converted.append(placeholder)
+    converted.extend(resources_from_extra(extra))
+    return converted

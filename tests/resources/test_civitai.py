@@ -169,3 +169,22 @@ def test_version_id_of_ref() -> None:
     assert version_id_of_ref("modelVersionId:67890") == 67890
     assert version_id_of_ref("modelVersionId:x") is None
     assert version_id_of_ref("detailTweaker") is None
+
+
+def test_air_named_loaders_become_the_same_placeholder_as_the_resource_list() -> None:
+    from aimeta.civitai import with_civitai_references
+    from aimeta.record import Resource
+    from aimeta.resource_names import merge_resources
+
+    loaders = [
+        Resource("lora", "urn:air:sdxl:lora:civitai:12345@67890", weight=0.7, source="LoraLoader"),
+        Resource("checkpoint", "sd_xl_base_1.0.safetensors", source="CheckpointLoaderSimple"),
+    ]
+    extra = {"civitai_resources": [{"modelVersionId": 67890, "strength": 0.7}]}
+    merged = merge_resources(with_civitai_references(loaders, extra))
+    assert [(r.kind, r.name, r.weight) for r in merged] == [
+        ("resource_ref", "modelVersionId:67890", 0.7),
+        ("checkpoint", "sd_xl_base_1.0", None),
+    ]
+    assert merged[0].extra["declared_kind"] == "lora"
+    assert merged[0].source == "LoraLoader, Civitai resources"

@@ -85,7 +85,8 @@ def parse_fields(fields: Mapping[str, str]) -> Record:
             return Record(generator="unknown", warnings=[f"{parser.name}: input nested too deeply"])
         if record is not None:
             # Civitai references (resource lists, AIRs) look the same in every format; the
-            # parsers leave them in record.extra and they become resources here, in one place.
-            record.resources.extend(civitai.resources_from_extra(record.extra))
+            # parsers leave them in record.extra (or as AIR names) and they become
+            # resources here, in one place.
+            record.resources = civitai.with_civitai_references(record.resources, record.extra)
             return record
     return Record(generator="none")
