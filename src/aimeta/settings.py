@@ -69,9 +69,10 @@ def _convert(name: str, raw: Any, hint: Any) -> Any:
             return tuple(str(item) for item in raw)
         if "Path" in text_hint:
             return None if raw in ("", None) else Path(str(raw)).expanduser()
-        if text_hint == "int":
+        # get_type_hints gives classes (str(int) is "<class 'int'>"), so compare both.
+        if hint is int or text_hint == "int":
             return int(raw)
-        if text_hint == "float":
+        if hint is float or text_hint == "float":
             return float(raw)
         return str(raw)
     except (TypeError, ValueError) as exc:
