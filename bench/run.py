@@ -1,0 +1,127 @@
+"""Benchmark runner: one run, one corpus, one markdown table of medians.
+
+    python bench/run.py                      # 3,000-file corpus, 3 repeats
+    python bench/run.py --files 20000 --repeat 1 --skip-rate --skip-queries   # memory check
+
+Rows: `aimeta all` with the default reader, `aimeta all --reader exiftool`, a bare
+`exiftool -json -r` over the folder, one ExifTool process per file (on a 200-file subset,
+extrapolated and labelled so), the no-change re-run, peak memory, the 100,000-image query
+timings (bench/query_bench.py) and `aimeta rate` throughput against the local
+OpenAI-compatible test server (bench/rate_throughput.py). Figures are ratios within this one
+run, so the machine's speed cancels out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import make_corpus  # noqa: E402
+
+
+def timed(command: list[str], cwd: Path | None = None) -> tuple[float, int]:
+    """Wall seconds and peak resident memory (MB) of one command."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        stderr = process.stderr.read().decode() if process.stderr else ""
+        raise SystemExit(f"{' '.join(command)} failed:\n{stderr}")
+    if process.stderr:
+        process.stderr.close()
+    return seconds, usage.ru_maxrss // 1024
+
+
+def median_of(repeat: int, run: Callable[[], tuple[float, int]]) -> tuple[float, int]:
+    results = [run() for _ in range(repeat)]
+    return statistics.median(r[0] for r in results), max(r[1] for r in results)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=3000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--corpus", type=Path, help="use this folder instead of generating one")
+    parser.add_argument("--skip-rate", action="store_true")
+    parser.add_argument("--skip-queries", action="store_true")
+    args = parser.parse_args()
+    exiftool = shutil.which("exiftool")
+    if exiftool is None:
+        raise SystemExit("ExifTool is needed for the comparison rows")
+    aimeta = [sys.executable, "-m", "aimeta"]
+    work = Path(tempfile.mkdtemp(prefix="aimeta-bench-"))
+    corpus = args.corpus or work / "corpus"
+    if args.corpus is None:
+        make_corpus.make(args.files, corpus)
+    files = sorted(p for p in corpus.rglob("*") if p.is_file())
+    rows: list[tuple[str, str, str]] = []
+
+    def fresh_all(*extra: str) -> Callable[[], tuple[float, int]]:
+        def run() -> tuple[float, int]:
+            out = work / "out"
+            shutil.rmtree(out, ignore_errors=True)
+            return timed([*aimeta, "all", str(corpus), "--out-dir", str(out), "--quiet", *extra])
+        return run
+
+    default, default_memory = median_of(args.repeat, fresh_all())
+    rerun, _ = median_of(args.repeat, lambda: timed([*aimeta, "all", str(corpus), "--out-dir", str(work / "out"), "--quiet"]))
+    by_exiftool, _ = median_of(args.repeat, fresh_all("--reader", "exiftool"))
+    bare, _ = median_of(args.repeat, lambda: timed([exiftool, "-json", "-r", "-q", str(corpus)]))
+    subset = files[:200]
+    per_file_subset, _ = timed(["sh", "-c", 'for f in "$@"; do "$0" -json "$f" >/dev/null; done', exiftool, *map(str, subset)])
+    per_file = per_file_subset * len(files) / len(subset)
+
+    n = len(files)
+    rows.append(("`aimeta all` (default reader: native for PNG/JPEG/WebP)", f"{default:.2f} s ({n / default:,.0f} files/s)", f"{bare / default:.1f}× faster than bare ExifTool"))
+    rows.append(("`aimeta all --reader exiftool`", f"{by_exiftool:.2f} s ({n / by_exiftool:,.0f} files/s)", f"{bare / by_exiftool:.2f}× faster than bare ExifTool"))
+    rows.append(("bare `exiftool -json -r` over the folder", f"{bare:.2f} s ({n / bare:,.0f} files/s)", "1.0× (reference)"))
+    rows.append(("one ExifTool process per file (200-file subset, extrapolated)", f"{per_file:.1f} s ({n / per_file:,.0f} files/s)", f"{per_file / bare:.0f}× slower than bare ExifTool"))
+    rows.append(("no-change re-run of `aimeta all`", f"{rerun:.2f} s", f"{100 * rerun / default:.1f} % of the first run"))
+    rows.append(("peak memory of `aimeta all` (default reader)", f"{default_memory} MB", f"{n} files"))
+
+    if not args.skip_queries:
+        import query_bench
+
+        for label, seconds in query_bench.measure():
+            rows.append((label, f"{seconds * 1000:.1f} ms", "100,000 images"))
+    if not args.skip_rate:
+        import rate_throughput
+
+        for label, value, note in rate_throughput.measure():
+            rows.append((label, value, note))
+
+    print(f"Machine: {machine()}; corpus: {n} files, {sum(p.stat().st_size for p in files) / 1e6:.0f} MB; medians of {args.repeat} runs.\n")
+    print("| measurement | result | ratio |")
+    print("|---|---|---|")
+    for row in rows:
+        print(f"| {' | '.join(row)} |")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
