@@ -14,6 +14,7 @@ from typing import Any
 
 from aimeta.record import Record, Resource
 from aimeta.resource_names import hash_type
+from aimeta.vocab import normalize_sampler, normalize_scheduler
 
 # Values whose meaning is "nothing chosen" in the formats seen.
 _EMPTY_NAMES = frozenset({"", "none", "null", "default", "default (model)", "automatic", "auto"})
@@ -136,34 +137,12 @@ def set_sampler(record: Record, sampler: Any, scheduler: Any = None) -> None:
     record.set_param("sampler", sampler_text)
     record.set_param("scheduler", scheduler_text)
     if sampler_text:
-        sampler_norm, scheduler_norm = _vocab_sampler(sampler_text)
+        sampler_norm, scheduler_norm = normalize_sampler(sampler_text)
         record.set_param("sampler_norm", sampler_norm)
         if scheduler_norm and not scheduler_text:
             record.set_param("scheduler_norm", scheduler_norm)
     if scheduler_text:
-        record.set_param("scheduler_norm", _vocab_scheduler(scheduler_text))
-
-
-def _vocab(function: str) -> Any:
-    # aimeta.vocab is written in parallel; until it exists the normalised keys are left out.
-    try:
-        module = importlib.import_module("aimeta.vocab")
-    except ImportError:
-        return None
-    return getattr(module, function, None)
-
-
-def _vocab_sampler(name: str) -> tuple[str | None, str | None]:
-    normalize = _vocab("normalize_sampler")
-    if normalize is None:
-        return None, None
-    sampler_norm, scheduler_norm = normalize(name)
-    return sampler_norm, scheduler_norm
-
-
-def _vocab_scheduler(name: str) -> str | None:
-    normalize = _vocab("normalize_scheduler")
-    return None if normalize is None else normalize(name)
+        record.set_param("scheduler_norm", normalize_scheduler(scheduler_text))
 
 
 def set_size(record: Record, width: Any, height: Any) -> None:

@@ -233,9 +233,10 @@ def parse(fields: Mapping[str, str]) -> Record | None:
     record = Record(generator="invokeai", raw=dict(present))
     metadata = load_json_object(fields.get("invokeai_metadata"))
     sd_metadata = load_json_object(fields.get("sd-metadata"))
-    if metadata is not None:
+    # An empty object says nothing; the older formats next to it may still say something.
+    if metadata:
         _from_invokeai_metadata(metadata, record)
-    elif sd_metadata is not None:
+    elif sd_metadata:
         _from_sd_metadata(sd_metadata, record)
     elif fields.get("dream"):
         _from_dream(fields["dream"], record)
