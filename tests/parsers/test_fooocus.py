@@ -105,21 +105,35 @@ def test_exif_json_scheme_headerless_usercomment(tmp_path: Path, suffix: str) ->
     assert record is not None and "usercomment" in record.raw
 
 
-def test_a1111_scheme_needs_the_a1111_parser(tmp_path: Path) -> None:
-    pytest.importorskip("aimeta.parsers.a1111")
+def test_a1111_scheme_in_a_headerless_jpeg_usercomment(tmp_path: Path) -> None:
     text = (
-        "a smiling goldfish, cinematic\nNegative prompt: blurry\n"
+        "a smiling goldfish, cinematic, film grain\nNegative prompt: blurry, ugly\n"
         "Steps: 30, Sampler: DPM++ 2M SDE Karras, Seed: 6952411511246973023, Size: 768x1280, "
         "CFG scale: 4, Sharpness: 2, Performance: Speed, Styles: \"['Fooocus V2']\", "
-        "Model: juggernautXL_v8Rundiffusion, Model hash: aeb7e9e689, Version: Fooocus v2.4.3"
+        "Model: juggernautXL_v8Rundiffusion, Model hash: aeb7e9e689, "
+        "Raw prompt: a smiling goldfish, Raw negative prompt: blurry, "
+        'Lora hashes: "add_detail: abcdef123456", Lora weights: "add_detail: 0.5", '
+        "Version: Fooocus v2.4.3"
     )
     path = fooocus_exif_image(tmp_path / "f.jpg", text, "a1111")
     record = fooocus.parse(fields_of(path))
     assert record is not None
     assert record.generator == "fooocus"
+    assert (record.prompt, record.negative_prompt) == ("a smiling goldfish", "blurry")
+    assert record.extra["full_prompt"] == "a smiling goldfish, cinematic, film grain"
     assert record.params["seed"] == "6952411511246973023"
-    assert record.negative_prompt == "blurry"
+    assert (record.params["sharpness"], record.params["performance"]) == ("2", "Speed")
+    assert record.params["sampler_norm"] == "dpmpp_2m_sde"
+    loras = {(r.name, r.weight, r.hash) for r in record.resources if r.kind == "lora"}
+    assert loras == {("add_detail", None, "abcdef123456"), ("add_detail", 0.5, None)}
     assert record.extra["metadata_scheme"] == "a1111"
+
+
+def test_a1111_scheme_png_needs_the_version_or_scheme() -> None:
+    text = "a cat\nSteps: 20, Sampler: Euler, Seed: 1, Size: 512x512"
+    assert fooocus.parse({"parameters": text}) is None
+    record = fooocus.parse({"parameters": text, "fooocus_scheme": "a1111"})
+    assert record is not None and record.params["seed"] == "1"
 
 
 def test_ruinedfooocus_packed_lora_strings() -> None:

@@ -14,7 +14,6 @@ RuinedFooocus writes flat JSON with ``"software": "RuinedFooocus"`` (``Prompt``,
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +29,7 @@ from aimeta.parsers._values import (
     set_size,
     text_value,
 )
+from aimeta.parsers.a1111 import parse_infotext
 from aimeta.record import Record
 
 _RESOLUTION = re.compile(r"\(?\s*'?(\d+)'?\s*[,x×*]\s*'?(\d+)'?\s*\)?")
@@ -183,20 +183,28 @@ def _from_ruined_json(data: dict[str, Any], record: Record) -> None:
     record.extra["app"] = "RuinedFooocus"
 
 
-def _from_a1111_text(text: str, field: str, record: Record) -> bool:
-    """Fooocus's A1111 scheme: the A1111 parser reads it; Fooocus keys go to extra."""
-    try:
-        a1111 = importlib.import_module("aimeta.parsers.a1111")
-    except ImportError:
+def _from_a1111_text(text: str, record: Record) -> bool:
+    """Fooocus's A1111 scheme: A1111 infotext plus Fooocus keys (``Raw prompt``,
+    ``Lora weights: "name: 0.5, ..."``, Styles, Performance, Sharpness, ...)."""
+    parsed = parse_infotext(text)
+    if parsed is None:
         return False
-    parsed = a1111.PARSER.parse({"parameters": text})
-    if not isinstance(parsed, Record):
-        return False
-    record.prompt, record.negative_prompt = parsed.prompt, parsed.negative_prompt
     record.params.update(parsed.params)
     record.resources.extend(parsed.resources)
     record.extra.update(parsed.extra)
     record.warnings.extend(parsed.warnings)
+    # The infotext prompts are the expanded ones (styles applied); the user's are "Raw".
+    raw_prompt = record.params.pop("raw_prompt", None)
+    raw_negative = record.params.pop("raw_negative_prompt", None)
+    record.prompt = raw_prompt or parsed.prompt
+    record.negative_prompt = raw_negative or parsed.negative_prompt
+    if raw_prompt and parsed.prompt and parsed.prompt != raw_prompt:
+        record.extra["full_prompt"] = parsed.prompt
+    if raw_negative and parsed.negative_prompt and parsed.negative_prompt != raw_negative:
+        record.extra["full_negative_prompt"] = parsed.negative_prompt
+    for item in (record.params.get("lora_weights") or "").split(", "):
+        name, _, weight = item.rpartition(": ")
+        add_resource(record, "lora", name, weight=weight, source="Lora weights")
     record.extra["metadata_scheme"] = "a1111"
     return True
 
@@ -226,8 +234,8 @@ def parse(fields: Mapping[str, str]) -> Record | None:
     )
     if is_a1111_scheme or "Version: Fooocus" in text:
         record = Record(generator="fooocus", raw=raw)
-        if not _from_a1111_text(text, field, record):
-            record.warnings.append("fooocus: A1111-style text not parsed (no A1111 parser)")
+        if not _from_a1111_text(text, record):
+            record.warnings.append("fooocus: A1111-style text without parameters")
         return record
     return None
 
