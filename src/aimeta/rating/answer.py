@@ -136,7 +136,7 @@ def parse_answer(
 def clean_keywords(raw: Any, max_keywords: int) -> tuple[str, ...]:
     """Trim, drop control characters, bare numbers and over-long entries, de-duplicate
     case-insensitively (first spelling wins), keep at most ``max_keywords``."""
-    if raw is None:
+    if raw is None or max_keywords <= 0:
         return ()
     items = raw if isinstance(raw, list) else re.split(r"[,;\n]", str(raw))
     result: list[str] = []
