@@ -46,11 +46,8 @@ _FOOOCUS_USED = {
     "scheduler",
     "base_model",
     "base_model_hash",
-    "refiner_model",
     "refiner_model_hash",
-    "vae",
     "clip_skip",
-    "loras",
 }
 _RUINED_USED = {
     "Prompt",
