@@ -87,7 +87,11 @@ class RatingsCsv:
         if not self._unsaved:
             return
         ordered = columns() + [c for c in self._extra_columns if c not in columns()]
-        frame = pd.DataFrame(list(self._rows.values()), columns=ordered).fillna("")
+        frame = pd.DataFrame(
+            [[row.get(name, "") for name in ordered] for row in self._rows.values()],
+            columns=ordered,
+            dtype=str,
+        )
         try:
             with atomic_write(self.path) as out:
                 frame.to_csv(out, index=False)
