@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from aimeta.parsers import ORDER, swarmui
+from aimeta.parsers import ORDER, parse_fields, swarmui
 from aimeta.readers.fields import text_fields
 from factory import jpeg_with_exif, png_with_text
 
@@ -74,6 +74,7 @@ def test_pretty_printed_png_parameters_with_a_comfy_graph(tmp_path: Path) -> Non
     assert record.raw["prompt"] == graph
     assert record.extra["sui_extra_data"]["date"] == "2024-08-01"
     assert ORDER.index("swarmui") < ORDER.index("comfyui")
+    assert parse_fields(fields_of(path)).generator == "swarmui"
 
 
 def test_jpeg_usercomment_with_string_values(tmp_path: Path) -> None:
