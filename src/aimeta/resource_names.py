@@ -79,14 +79,6 @@ def hash_only_name(value: str) -> str:
     return HASH_NAME_PREFIX + normalize_hash(value)
 
 
-def is_hash_only(name: str, hash_value: str | None) -> bool:
-    """True when a stored resource has no name of its own, only its hash (``hash:...`` or the
-    hash itself written where the name belongs)."""
-    if name.startswith(HASH_NAME_PREFIX):
-        return True
-    return bool(hash_value) and normalize_hash(name) == hash_value
-
-
 def hash_type(value: str) -> str | None:
     """Name the kind of a model hash by its shape.
 

@@ -8,7 +8,6 @@ from aimeta.record import Resource
 from aimeta.resource_names import (
     hash_only_name,
     hash_type,
-    is_hash_only,
     merge_resources,
     normalize_hash,
     normalize_kind,
@@ -75,9 +74,6 @@ def test_normalize_hash_drops_prefixes_but_keeps_blake3() -> None:
 
 def test_hash_only_names() -> None:
     assert hash_only_name("C0D1994C73") == "hash:c0d1994c73"
-    assert is_hash_only("hash:c0d1994c73", "c0d1994c73")
-    assert is_hash_only("C0D1994C73", "c0d1994c73")
-    assert not is_hash_only("realisticVision", "c0d1994c73")
 
 
 def test_one_lora_from_prompt_lora_hashes_and_hashes_is_one_row() -> None:
