@@ -249,14 +249,6 @@ def resources_from_civitai(items: Any, *, source: str = "Civitai resources") -> 
     return found
 
 
-# record.extra keys the format parsers fill, and the source name each gets in the resources table.
-_EXTRA_LISTS: tuple[tuple[str, str], ...] = (
-    ("civitai_resources", "Civitai resources"),
-    ("civitai_airs", "Civitai AIRs"),
-    ("airs", "Civitai AIRs"),
-)
-
-
 def _resources_key(value: Any) -> Any:
     """The resource list inside a Civitai ``extraMetadata``/``Civitai metadata`` object."""
     if isinstance(value, str | bytes):
@@ -271,13 +263,16 @@ def _resources_key(value: Any) -> Any:
 
 def resources_from_extra(extra: Mapping[str, Any]) -> list[Resource]:
     """Resources from the Civitai keys a parser left in ``record.extra``:
-    ``civitai_resources`` (list of dicts), ``civitai_airs``/``airs`` (AIR strings),
-    ``civitai_extra_metadata`` / ``civitai_metadata`` (objects with a ``resources`` list).
-    Returns an empty list when none are present."""
+    ``civitai_resources`` (list of dicts), ``airs`` and any ``*_airs`` key (lists of AIR
+    strings, e.g. ``civitai_airs``), ``civitai_extra_metadata`` / ``civitai_metadata`` (objects
+    with a ``resources`` list). Returns an empty list when none are present."""
     found: list[Resource] = []
-    for key, source in _EXTRA_LISTS:
-        if key in extra:
-            found.extend(resources_from_civitai(extra[key], source=source))
+    if "civitai_resources" in extra:
+        found.extend(resources_from_civitai(extra["civitai_resources"], source="Civitai resources"))
+    for key, value in extra.items():
+        if (key == "airs" or key.endswith("_airs")) and isinstance(value, list):
+            strings = [item for item in value if isinstance(item, str)]
+            found.extend(resources_from_civitai(strings, source="Civitai AIRs"))
     for key, source in (
         ("civitai_extra_metadata", "extraMetadata.resources"),
         ("civitai_metadata", "Civitai metadata"),

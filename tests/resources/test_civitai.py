@@ -188,3 +188,13 @@ def test_air_named_loaders_become_the_same_placeholder_as_the_resource_list() ->
     ]
     assert merged[0].extra["declared_kind"] == "lora"
     assert merged[0].source == "LoraLoader, Civitai resources"
+
+
+def test_any_airs_list_in_extra_is_read() -> None:
+    extra = {
+        "lora_airs": ["urn:air:sd1:lora:civitai:1@2", {"not": "a string"}],
+        "checkpoint_airs": "urn:air:sd1:checkpoint:civitai:3@4",  # not a list: ignored
+    }
+    assert [(r.name, r.extra["declared_kind"]) for r in resources_from_extra(extra)] == [
+        ("modelVersionId:2", "lora")
+    ]
