@@ -19,7 +19,10 @@ INFOTEXT = (
 
 
 def read_lines(path: Path) -> list[dict]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    """The file lines of a dump, without its header line."""
+    lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+    assert "aimeta_dump" in lines[0]
+    return lines[1:]
 
 
 def by_name(lines: list[dict]) -> dict[str, dict]:

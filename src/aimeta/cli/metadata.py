@@ -132,7 +132,8 @@ def all_command(
     with progress_events(quiet) as on_event:
         result = all_pipeline.run(inputs, config, recursive=recursive, force=force, on_event=on_event)
     if not quiet:
-        failures = result.dump.failures + result.ingest.failures
+        # ingest records dump's failures in the database again: show each file once.
+        failures = list(dict(result.dump.failures + result.ingest.failures).items())
         _print_failures(failures)
         stderr.print(
             f"all: {result.dump.found} files found, {result.dump.read} read,"

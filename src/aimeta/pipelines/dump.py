@@ -2,7 +2,9 @@
 
 Each line describes one file: ``path``, ``root``, ``key`` (stable identity), ``size``,
 ``mtime_ns``, ``sha256``, ``reader`` (``native`` or ``exiftool``), ``tags`` (ExifTool-style
-``Group:Name`` keys, see :mod:`aimeta.readers.fields`) and ``error`` (a reason, or null).
+``Group:Name`` keys, see :mod:`aimeta.readers.fields`), ``error`` (a reason, or null) and,
+for damaged files whose metadata could still be read, ``warnings``. The first line is a
+header (``{"aimeta_dump": 1, "id": ...}``) that identifies the file.
 
 The output is append-only: a run adds lines for new and changed files, so ``ingest`` can
 continue from where it stopped. Files already read with the same size and mtime are skipped
@@ -16,6 +18,7 @@ import hashlib
 import os
 import re
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +27,7 @@ from typing import IO, Any
 import orjson
 
 from aimeta import events
-from aimeta.errors import OutputError, UsageError
+from aimeta.errors import AimetaError, OutputError, UsageError
 from aimeta.files import FoundFile, find_images
 from aimeta.readers.exiftool import ExifToolPool
 from aimeta.readers.fields import text_fields
@@ -193,8 +196,9 @@ def _finish(line: dict[str, Any], item: _Pending, sha256: bool) -> None:
                 line["tags"]["AIMETA:StealthPNGInfo"] = stealth
     except OSError as exc:
         line["error"] = f"cannot read the file: {exc.strerror or exc}"
-    except ValueError as exc:  # a PNG Pillow cannot decode: the text was read all the same
-        line.setdefault("warnings", []).append(f"stealth check failed: {exc}")
+    except (ValueError, AimetaError) as exc:
+        # The pixels cannot be decoded (a damaged PNG): its text was read all the same.
+        line.setdefault("warnings", []).append(f"hidden (stealth) metadata not checked: {exc}")
 
 
 def _read_stealth(path: Path) -> str | None:
@@ -312,6 +316,11 @@ class _Output:
             _cut_partial_line(self.out)
             _cut_partial_line(seen_path(self.out))
             self.lines = self.out.open("ab")
+            if self.lines.tell() == 0:
+                # A header unique to this file: ingest tells a new file at the same path
+                # from the one it has already read by it.
+                header = {"aimeta_dump": 1, "id": uuid.uuid4().hex, "created": time.time()}
+                self.lines.write(orjson.dumps(header) + b"\n")
             self.seen = seen_path(self.out).open("ab")
         except OSError as exc:
             raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc

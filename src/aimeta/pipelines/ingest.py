@@ -9,7 +9,7 @@ generator, parse, tokenize the prompts and replace the image's rows.
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -81,10 +81,11 @@ def run(
 
 
 def _identity(source: Path) -> str:
-    """Identifies one JSONL file: a new file at the same path starts again from zero."""
+    """Identifies one JSONL file by its first line (dump writes a unique header there), so a
+    new file at the same path is ingested from the start."""
     with source.open("rb") as handle:
         head = handle.readline()
-    return f"{os.stat(source).st_ino}:{hashlib.blake2b(head, digest_size=8).hexdigest()}"
+    return hashlib.blake2b(head, digest_size=8).hexdigest()
 
 
 def _stored_offset(conn: sqlite3.Connection, source_key: str, identity: str) -> int:
@@ -112,6 +113,8 @@ def _batches(
             position += len(raw)
             try:
                 parsed = orjson.loads(raw)
+                if isinstance(parsed, dict) and "aimeta_dump" in parsed:
+                    continue  # the header line
                 batch.append(parsed if isinstance(parsed, dict) else raw[:200].decode(errors="replace"))
             except orjson.JSONDecodeError:
                 batch.append(raw[:200].decode("utf-8", errors="replace"))
@@ -143,6 +146,7 @@ def _ingest_line(conn: sqlite3.Connection, line: dict[str, Any] | str, result: I
         if reason:
             record = Record(generator="unknown", warnings=[reason])
             db.record_error(conn, path, "ingest", reason)
+            result.failed += 1
             result.failures.append((path, reason))
         else:
             db.clear_errors(conn, [path], "ingest")
@@ -179,20 +183,21 @@ def _fail(conn: sqlite3.Connection, result: IngestResult, path: str, stage: str,
 
 
 def _unparsed_reason(record: Record, fields: dict[str, str]) -> str | None:
-    """Why a file that looks like it carries generation metadata yielded none."""
-    if record.generator != "none":
+    """Why a file whose generation metadata is damaged yielded none (invalid JSON in a chunk).
+
+    Text that no parser recognises is not an error: it is kept raw under generator
+    ``unknown`` and can be parsed again when a parser learns it.
+    """
+    if record.generator not in ("none", "unknown"):
         return None
-    present = [name for name in _GENERATION_FIELDS if fields.get(name, "").strip()]
-    if not present:
-        return None
-    name = present[0]
-    text = fields[name].lstrip()
-    if text.startswith(("{", "[")):
-        try:
-            orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            return f"the {name!r} text chunk is not valid JSON ({exc})"
-    return f"the {name!r} field was not recognised by any parser"
+    for name in _GENERATION_FIELDS:
+        text = fields.get(name, "").lstrip()
+        if text.startswith(("{", "[")):
+            try:
+                json.loads(text)  # the stdlib accepts NaN/Infinity as generators write them
+            except (ValueError, RecursionError) as exc:
+                return f"the {name!r} text is not valid JSON ({exc})"
+    return None
 
 
 def prompt_tokens(record: Record) -> list[tuple[str, Token]]:
