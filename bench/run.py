@@ -63,7 +63,9 @@ def machine() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--files", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--corpus", type=Path, help="use this folder instead of generating one")
@@ -86,23 +88,67 @@ def main() -> None:
             out = work / "out"
             shutil.rmtree(out, ignore_errors=True)
             return timed([*aimeta, "all", str(corpus), "--out-dir", str(out), "--quiet", *extra])
+
         return run
 
     default, default_memory = median_of(args.repeat, fresh_all())
-    rerun, _ = median_of(args.repeat, lambda: timed([*aimeta, "all", str(corpus), "--out-dir", str(work / "out"), "--quiet"]))
+    rerun, _ = median_of(
+        args.repeat,
+        lambda: timed([*aimeta, "all", str(corpus), "--out-dir", str(work / "out"), "--quiet"]),
+    )
     by_exiftool, _ = median_of(args.repeat, fresh_all("--reader", "exiftool"))
     bare, _ = median_of(args.repeat, lambda: timed([exiftool, "-json", "-r", "-q", str(corpus)]))
     subset = files[:200]
-    per_file_subset, _ = timed(["sh", "-c", 'for f in "$@"; do "$0" -json "$f" >/dev/null; done', exiftool, *map(str, subset)])
+    per_file_subset, _ = timed(
+        [
+            "sh",
+            "-c",
+            'for f in "$@"; do "$0" -json "$f" >/dev/null; done',
+            exiftool,
+            *map(str, subset),
+        ]
+    )
     per_file = per_file_subset * len(files) / len(subset)
 
     n = len(files)
-    rows.append(("`aimeta all` (default reader: native for PNG/JPEG/WebP)", f"{default:.2f} s ({n / default:,.0f} files/s)", f"{bare / default:.1f}× faster than bare ExifTool"))
-    rows.append(("`aimeta all --reader exiftool`", f"{by_exiftool:.2f} s ({n / by_exiftool:,.0f} files/s)", f"{bare / by_exiftool:.2f}× faster than bare ExifTool"))
-    rows.append(("bare `exiftool -json -r` over the folder", f"{bare:.2f} s ({n / bare:,.0f} files/s)", "1.0× (reference)"))
-    rows.append(("one ExifTool process per file (200-file subset, extrapolated)", f"{per_file:.1f} s ({n / per_file:,.0f} files/s)", f"{per_file / bare:.0f}× slower than bare ExifTool"))
-    rows.append(("no-change re-run of `aimeta all`", f"{rerun:.2f} s", f"{100 * rerun / default:.1f} % of the first run"))
-    rows.append(("peak memory of `aimeta all` (default reader)", f"{default_memory} MB", f"{n} files"))
+    rows.append(
+        (
+            "`aimeta all` (default reader: native for PNG/JPEG/WebP)",
+            f"{default:.2f} s ({n / default:,.0f} files/s)",
+            f"{bare / default:.1f}× faster than bare ExifTool",
+        )
+    )
+    rows.append(
+        (
+            "`aimeta all --reader exiftool`",
+            f"{by_exiftool:.2f} s ({n / by_exiftool:,.0f} files/s)",
+            f"{bare / by_exiftool:.2f}× faster than bare ExifTool",
+        )
+    )
+    rows.append(
+        (
+            "bare `exiftool -json -r` over the folder",
+            f"{bare:.2f} s ({n / bare:,.0f} files/s)",
+            "1.0× (reference)",
+        )
+    )
+    rows.append(
+        (
+            "one ExifTool process per file (200-file subset, extrapolated)",
+            f"{per_file:.1f} s ({n / per_file:,.0f} files/s)",
+            f"{per_file / bare:.0f}× slower than bare ExifTool",
+        )
+    )
+    rows.append(
+        (
+            "no-change re-run of `aimeta all`",
+            f"{rerun:.2f} s",
+            f"{100 * rerun / default:.1f} % of the first run",
+        )
+    )
+    rows.append(
+        ("peak memory of `aimeta all` (default reader)", f"{default_memory} MB", f"{n} files")
+    )
 
     if not args.skip_queries:
         import query_bench
@@ -115,7 +161,11 @@ def main() -> None:
         for label, value, note in rate_throughput.measure():
             rows.append((label, value, note))
 
-    print(f"Machine: {machine()}; corpus: {n} files, {sum(p.stat().st_size for p in files) / 1e6:.0f} MB; medians of {args.repeat} runs.\n")
+    megabytes = sum(p.stat().st_size for p in files) / 1e6
+    print(
+        f"Machine: {machine()}; corpus: {n} files, {megabytes:.0f} MB;"
+        f" medians of {args.repeat} runs.\n"
+    )
     print("| measurement | result | ratio |")
     print("|---|---|---|")
     for row in rows:

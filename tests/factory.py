@@ -29,7 +29,9 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def text_chunk(keyword: str, text: str, chunk: Chunk = "tEXt", *, tEXt_encoding: str = "latin-1") -> bytes:  # noqa: N803
+def text_chunk(
+    keyword: str, text: str, chunk: Chunk = "tEXt", *, tEXt_encoding: str = "latin-1"
+) -> bytes:
     """A tEXt (Latin-1, or ``tEXt_encoding``), zTXt (zlib) or iTXt (UTF-8) chunk."""
     key = keyword.encode("latin-1")
     if chunk == "tEXt":
@@ -46,7 +48,7 @@ def png_with_text(
     chunk: Chunk = "tEXt",
     after_idat: bool = False,
     size: tuple[int, int] = (8, 8),
-    tEXt_encoding: str = "latin-1",  # noqa: N803
+    tEXt_encoding: str = "latin-1",
 ) -> Path:
     """Write an RGB PNG of ``size`` with one text chunk per ``chunks`` item.
 

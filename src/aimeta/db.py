@@ -251,9 +251,7 @@ def record_error(conn: sqlite3.Connection, path: str, stage: str, reason: str) -
 
 def clear_errors(conn: sqlite3.Connection, paths: Iterable[str], stage: str) -> None:
     """Forget earlier failures of ``paths`` in ``stage`` (they have now succeeded)."""
-    conn.executemany(
-        "DELETE FROM errors WHERE path = ? AND stage = ?", [(p, stage) for p in paths]
-    )
+    conn.executemany("DELETE FROM errors WHERE path = ? AND stage = ?", [(p, stage) for p in paths])
 
 
 def summary(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -263,7 +261,10 @@ def summary(conn: sqlite3.Connection) -> dict[str, Any]:
             "SELECT generator, COUNT(*) FROM images GROUP BY generator ORDER BY COUNT(*) DESC"
         ).fetchall()
     )
-    count = lambda table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: E731
+
+    def count(table: str) -> int:
+        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
     return {
         "images": sum(by_generator.values()),
         "by_generator": by_generator,

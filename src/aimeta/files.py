@@ -97,7 +97,9 @@ def atomic_write(path: Path, mode: str = "w", encoding: str | None = "utf-8") ->
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
-        with os.fdopen(handle, mode, encoding=encoding, newline="" if "b" not in mode else None) as out:
+        with os.fdopen(
+            handle, mode, encoding=encoding, newline="" if "b" not in mode else None
+        ) as out:
             yield out
             out.flush()
             os.fsync(out.fileno())

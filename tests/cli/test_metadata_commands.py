@@ -7,12 +7,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from factory import plain_png, png_with_text
 from typer.testing import CliRunner
 
 from aimeta.cli import app
+from factory import plain_png, png_with_text
 
-INFOTEXT = "a lighthouse\nNegative prompt: fog\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 8x8"
+INFOTEXT = (
+    "a lighthouse\nNegative prompt: fog\n"
+    "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 8x8"
+)
 
 
 @pytest.fixture
@@ -52,7 +55,18 @@ def test_dump_then_ingest_with_exports(folder: Path) -> None:
     dumped = runner.invoke(app, ["dump", "Input", "--out", "raw/x.jsonl"])
     assert dumped.exit_code == 0, dumped.output
     ingested = runner.invoke(
-        app, ["ingest", "--in", "raw/x.jsonl", "--db", "db/x.db", "--jsonl", "r.jsonl", "--csv", "r.csv"]
+        app,
+        [
+            "ingest",
+            "--in",
+            "raw/x.jsonl",
+            "--db",
+            "db/x.db",
+            "--jsonl",
+            "r.jsonl",
+            "--csv",
+            "r.csv",
+        ],
     )
     assert ingested.exit_code == 0, ingested.output
     lines = Path("r.jsonl").read_text(encoding="utf-8").splitlines()
@@ -72,7 +86,9 @@ def test_errors_are_one_line_with_the_right_exit_code(folder: Path) -> None:
     missing = runner.invoke(app, ["all", "nowhere"])
     assert missing.exit_code == 1
     assert missing.output.strip() == "Error: nowhere: no such file or folder"
-    no_exiftool = runner.invoke(app, ["dump", "Input", "--reader", "exiftool", "--exiftool", "/no/exiftool"])
+    no_exiftool = runner.invoke(
+        app, ["dump", "Input", "--reader", "exiftool", "--exiftool", "/no/exiftool"]
+    )
     assert no_exiftool.exit_code == 1
     assert no_exiftool.output.startswith("Error: ExifTool is not installed")
     bad_reader = runner.invoke(app, ["dump", "Input", "--reader", "magic"])

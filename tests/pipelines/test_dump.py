@@ -6,11 +6,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from factory import jpeg_with_exif, plain_png, png_with_text, webp_with_exif
 
 from aimeta.errors import ExifToolMissing, UsageError
 from aimeta.pipelines import dump
 from aimeta.readers.fields import text_fields
+from factory import jpeg_with_exif, plain_png, png_with_text, webp_with_exif
 
 INFOTEXT = (
     "café, 日本語, (masterpiece:1.2)\nsecond line of the prompt\n"
@@ -45,7 +45,11 @@ def test_every_container_is_read_completely(tmp_path: Path, reader: str) -> None
     png_with_text(folder / "long.png", {"workflow": long_workflow, "prompt": "{}"}, chunk="zTXt")
     jpeg_with_exif(folder / "be.jpg", user_comment=INFOTEXT, encoding="unicode-be")
     jpeg_with_exif(folder / "le.jpg", user_comment=INFOTEXT, encoding="unicode-le")
-    webp_with_exif(folder / "plain.webp", user_comment=INFOTEXT.replace("é", "e").replace("日本語", "x"), encoding="none")
+    webp_with_exif(
+        folder / "plain.webp",
+        user_comment=INFOTEXT.replace("é", "e").replace("日本語", "x"),
+        encoding="none",
+    )
     out = tmp_path / "out" / "raw.jsonl"
 
     result = dump.run([folder], out, reader=reader)
@@ -88,7 +92,9 @@ def test_no_recursive_reads_only_the_top_folder(tmp_path: Path) -> None:
     assert result.found == 1
 
 
-def test_bad_files_get_a_line_with_the_reason_and_the_run_goes_on(tmp_path: Path, reader: str) -> None:
+def test_bad_files_get_a_line_with_the_reason_and_the_run_goes_on(
+    tmp_path: Path, reader: str
+) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     png_with_text(folder / "good.png", {"parameters": INFOTEXT})
@@ -132,7 +138,10 @@ def test_one_exiftool_process_per_core_at_most(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
     for index in range(30):
-        png_with_text(folder / f"{index}.png", {"parameters": f"prompt {index}\nSteps: 1, Seed: 2, CFG scale: 3"})
+        png_with_text(
+            folder / f"{index}.png",
+            {"parameters": f"prompt {index}\nSteps: 1, Seed: 2, CFG scale: 3"},
+        )
     result = dump.run([folder], tmp_path / "raw.jsonl", reader="exiftool", batch_size=10)
     assert result.read == 30
     assert 1 <= result.exiftool_processes <= 2
@@ -141,7 +150,9 @@ def test_one_exiftool_process_per_core_at_most(tmp_path: Path) -> None:
 def test_missing_exiftool_is_one_clear_error(tmp_path: Path) -> None:
     plain_png(tmp_path / "a.png")
     with pytest.raises(ExifToolMissing, match="libimage-exiftool-perl"):
-        dump.run([tmp_path], tmp_path / "raw.jsonl", reader="exiftool", exiftool="/nonexistent/exiftool")
+        dump.run(
+            [tmp_path], tmp_path / "raw.jsonl", reader="exiftool", exiftool="/nonexistent/exiftool"
+        )
 
 
 def test_unknown_reader_is_a_usage_error(tmp_path: Path) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from factory import jpeg_with_exif, plain_png, png_with_text
 
 from aimeta import db
 from aimeta.pipelines import dump, export, ingest
+from factory import jpeg_with_exif, plain_png, png_with_text
 
 INFOTEXT = (
     "café, 日本語, (masterpiece:1.2), <lora:detail:0.8>\nsecond line\n"
@@ -20,16 +20,29 @@ INFOTEXT = (
     'Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Lora hashes: "detail: 0a1b2c3d4e5f"'
 )
 GRAPH = {
-    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
+    "4": {
+        "class_type": "CheckpointLoaderSimple",
+        "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"},
+    },
     "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 1], "text": "a lion"}},
     "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 1], "text": "text, watermark"}},
-    "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 1}},
+    "5": {
+        "class_type": "EmptyLatentImage",
+        "inputs": {"width": 1024, "height": 1024, "batch_size": 1},
+    },
     "3": {
         "class_type": "KSampler",
         "inputs": {
-            "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0],
-            "seed": 18446744073709551615, "steps": 20, "cfg": 8.0, "sampler_name": "euler",
-            "scheduler": "normal", "denoise": 1.0,
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "latent_image": ["5", 0],
+            "seed": 18446744073709551615,
+            "steps": 20,
+            "cfg": 8.0,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": 1.0,
         },
     },
     "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
@@ -58,7 +71,8 @@ def counts(conn: sqlite3.Connection) -> dict[str, int]:
 
 def kv(conn: sqlite3.Connection, name: str) -> dict[str, str]:
     rows = conn.execute(
-        "SELECT kv.key, kv.value FROM kv JOIN images ON images.id = kv.image_id WHERE images.file_name = ?",
+        "SELECT kv.key, kv.value FROM kv JOIN images ON images.id = kv.image_id"
+        " WHERE images.file_name = ?",
         (name,),
     )
     return dict(rows.fetchall())
@@ -84,7 +98,9 @@ def test_ingest_stores_each_file_once_and_records_failures(tmp_path: Path) -> No
     assert "not valid JSON" in errors[str(folder / "broken.png")]
     assert result.stored == 5 and len(result.failures) == 2
     # Raw text is kept for files no parser understood, so nothing is lost.
-    raw_json = conn.execute("SELECT raw_json FROM images WHERE file_name = 'broken.png'").fetchone()[0]
+    raw_json = conn.execute(
+        "SELECT raw_json FROM images WHERE file_name = 'broken.png'"
+    ).fetchone()[0]
     assert '"class_type"' in orjson.loads(raw_json)["prompt"]
 
 
@@ -175,7 +191,9 @@ def test_exports_are_written_from_the_database(tmp_path: Path) -> None:
     ingest.run(raw, conn)
     assert export.write_jsonl(conn, tmp_path / "records.jsonl") == 5
     assert export.write_csv(conn, tmp_path / "records.csv") == 5
-    records = [orjson.loads(line) for line in (tmp_path / "records.jsonl").read_bytes().splitlines()]
+    records = [
+        orjson.loads(line) for line in (tmp_path / "records.jsonl").read_bytes().splitlines()
+    ]
     comfy = next(r for r in records if r["path"].endswith("comfy.png"))
     assert comfy["generator"] == "comfyui" and comfy["seed"] == "18446744073709551615"
     import pandas as pd

@@ -12,7 +12,8 @@ from aimeta import db, settings
 from aimeta.cli.common import app, handle_errors, progress_events, stderr
 from aimeta.pipelines import all as all_pipeline
 from aimeta.pipelines import dump as dump_pipeline
-from aimeta.pipelines import export, ingest as ingest_pipeline
+from aimeta.pipelines import export
+from aimeta.pipelines import ingest as ingest_pipeline
 
 READER_HELP = (
     "auto: the built-in reader for PNG/JPEG/WebP and ExifTool for other types; "
@@ -24,8 +25,12 @@ READER_HELP = (
 @handle_errors
 def dump(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders to read."),
-    out: Path = typer.Option(Path("out/exif_raw.jsonl"), "--out", "-o", help="JSONL file to append to; - for stdout."),
-    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Read sub-folders too."),
+    out: Path = typer.Option(
+        Path("out/exif_raw.jsonl"), "--out", "-o", help="JSONL file to append to; - for stdout."
+    ),
+    recursive: bool = typer.Option(
+        True, "--recursive/--no-recursive", help="Read sub-folders too."
+    ),
     force: bool = typer.Option(False, "--force", help="Read files again even when unchanged."),
     reader: str = typer.Option(None, "--reader", help=READER_HELP, show_default="auto"),
     exiftool: str = typer.Option(None, "--exiftool", help="Path of the ExifTool executable."),
@@ -53,7 +58,9 @@ def dump(
         )
     if not quiet:
         _print_failures(result.failures)
-        readers = ", ".join(f"{count} by {name}" for name, count in sorted(result.by_reader.items()))
+        readers = ", ".join(
+            f"{count} by {name}" for name, count in sorted(result.by_reader.items())
+        )
         stderr.print(
             f"dump: {result.found} files found, {result.read} read"
             f"{f' ({readers})' if readers else ''}, {result.unchanged} unchanged,"
@@ -66,13 +73,27 @@ def dump(
 @app.command()
 @handle_errors
 def ingest(
-    source: Path = typer.Option(Path("out/exif_raw.jsonl"), "--in", help="JSONL file written by `aimeta dump`."),
-    db_path: Path = typer.Option(None, "--db", help="SQLite database to write.", show_default="out/images.db"),
-    schema: Path = typer.Option(None, "--schema", help="Use this schema file instead of the built-in one."),
+    source: Path = typer.Option(
+        Path("out/exif_raw.jsonl"), "--in", help="JSONL file written by `aimeta dump`."
+    ),
+    db_path: Path = typer.Option(
+        None, "--db", help="SQLite database to write.", show_default="out/images.db"
+    ),
+    schema: Path = typer.Option(
+        None, "--schema", help="Use this schema file instead of the built-in one."
+    ),
     jsonl: Path = typer.Option(None, "--jsonl", help="Also write every record to this JSONL file."),
-    csv: Path = typer.Option(None, "--csv", help="Also write the core parameters to this CSV file."),
-    reparse: bool = typer.Option(False, "--reparse", help="Re-run the parsers over the raw metadata stored in the database (no file is read)."),
-    from_start: bool = typer.Option(False, "--from-start", help="Process the whole JSONL file again, not only new lines."),
+    csv: Path = typer.Option(
+        None, "--csv", help="Also write the core parameters to this CSV file."
+    ),
+    reparse: bool = typer.Option(
+        False,
+        "--reparse",
+        help="Re-run the parsers over the raw metadata stored in the database (no file is read).",
+    ),
+    from_start: bool = typer.Option(
+        False, "--from-start", help="Process the whole JSONL file again, not only new lines."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Parse the metadata read by `aimeta dump` into the database.
@@ -88,10 +109,16 @@ def ingest(
     try:
         with progress_events(quiet) as on_event:
             if reparse:
-                result = ingest_pipeline.reparse(conn, batch_size=config.batch_size, on_event=on_event)
+                result = ingest_pipeline.reparse(
+                    conn, batch_size=config.batch_size, on_event=on_event
+                )
             else:
                 result = ingest_pipeline.run(
-                    source, conn, batch_size=config.batch_size, from_start=from_start, on_event=on_event
+                    source,
+                    conn,
+                    batch_size=config.batch_size,
+                    from_start=from_start,
+                    on_event=on_event,
                 )
         if jsonl:
             export.write_jsonl(conn, jsonl)
@@ -114,8 +141,12 @@ def ingest(
 @handle_errors
 def all_command(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders to read."),
-    out_dir: Path = typer.Option(Path("out"), "--out-dir", help="Folder for exif_raw.jsonl, images.db, records.*"),
-    recursive: bool = typer.Option(True, "--recursive/--no-recursive", help="Read sub-folders too."),
+    out_dir: Path = typer.Option(
+        Path("out"), "--out-dir", help="Folder for exif_raw.jsonl, images.db, records.*"
+    ),
+    recursive: bool = typer.Option(
+        True, "--recursive/--no-recursive", help="Read sub-folders too."
+    ),
     force: bool = typer.Option(False, "--force", help="Read files again even when unchanged."),
     reader: str = typer.Option(None, "--reader", help=READER_HELP, show_default="auto"),
     exiftool: str = typer.Option(None, "--exiftool", help="Path of the ExifTool executable."),
@@ -130,7 +161,9 @@ def all_command(
     """
     config = settings.resolve({"out_dir": out_dir, "reader": reader, "exiftool": exiftool})
     with progress_events(quiet) as on_event:
-        result = all_pipeline.run(inputs, config, recursive=recursive, force=force, on_event=on_event)
+        result = all_pipeline.run(
+            inputs, config, recursive=recursive, force=force, on_event=on_event
+        )
     if not quiet:
         # ingest records dump's failures in the database again: show each file once.
         failures = list(dict(result.dump.failures + result.ingest.failures).items())
@@ -148,7 +181,9 @@ def _print_failures(failures: list[tuple[str, str]], limit: int = 20) -> None:
     for path, reason in failures[:limit]:
         stderr.print(f"[yellow]failed:[/yellow] {path}: {reason}", highlight=False)
     if len(failures) > limit:
-        stderr.print(f"... and {len(failures) - limit} more (see the errors table)", highlight=False)
+        stderr.print(
+            f"... and {len(failures) - limit} more (see the errors table)", highlight=False
+        )
 
 
 def _print_summary(summary: dict[str, object], where: str | None = None) -> None:

@@ -190,7 +190,9 @@ def _finish(line: dict[str, Any], item: _Pending, sha256: bool) -> None:
         if sha256:
             with path.open("rb") as handle:
                 line["sha256"] = hashlib.file_digest(handle, "sha256").hexdigest()
-        if path.suffix.lower() == ".png" and not (_GENERATION_FIELDS & text_fields(line["tags"]).keys()):
+        if path.suffix.lower() == ".png" and not (
+            _GENERATION_FIELDS & text_fields(line["tags"]).keys()
+        ):
             stealth = _read_stealth(path)
             if stealth:
                 line["tags"]["AIMETA:StealthPNGInfo"] = stealth
@@ -349,8 +351,7 @@ class _Output:
             if self.seen is not None and fresh:
                 self.seen.write(
                     b"".join(
-                        orjson.dumps([str(p.found.path), p.size, p.mtime_ns]) + b"\n"
-                        for p in fresh
+                        orjson.dumps([str(p.found.path), p.size, p.mtime_ns]) + b"\n" for p in fresh
                     )
                 )
                 self.seen.flush()

@@ -115,7 +115,9 @@ def _batches(
                 parsed = orjson.loads(raw)
                 if isinstance(parsed, dict) and "aimeta_dump" in parsed:
                     continue  # the header line
-                batch.append(parsed if isinstance(parsed, dict) else raw[:200].decode(errors="replace"))
+                batch.append(
+                    parsed if isinstance(parsed, dict) else raw[:200].decode(errors="replace")
+                )
             except orjson.JSONDecodeError:
                 batch.append(raw[:200].decode("utf-8", errors="replace"))
             if len(batch) >= batch_size:
@@ -125,7 +127,9 @@ def _batches(
             yield batch, position
 
 
-def _ingest_line(conn: sqlite3.Connection, line: dict[str, Any] | str, result: IngestResult) -> None:
+def _ingest_line(
+    conn: sqlite3.Connection, line: dict[str, Any] | str, result: IngestResult
+) -> None:
     if isinstance(line, str):
         _fail(conn, result, f"<line {result.lines + 1}>", "dump", f"not a JSON object: {line[:80]}")
         return
@@ -176,7 +180,9 @@ def _ingest_line(conn: sqlite3.Connection, line: dict[str, Any] | str, result: I
     result.by_generator[record.generator] = result.by_generator.get(record.generator, 0) + 1
 
 
-def _fail(conn: sqlite3.Connection, result: IngestResult, path: str, stage: str, reason: str) -> None:
+def _fail(
+    conn: sqlite3.Connection, result: IngestResult, path: str, stage: str, reason: str
+) -> None:
     db.record_error(conn, path, stage, reason)
     result.failed += 1
     result.failures.append((path, reason))
@@ -234,8 +240,14 @@ def reparse(
             for row in rows:
                 fields = orjson.loads(row[12] or "{}")
                 line = {
-                    "key": row[1], "path": row[2], "root": row[3], "size": row[6],
-                    "mtime_ns": row[7], "sha256": row[8], "reader": row[11], "tags": {},
+                    "key": row[1],
+                    "path": row[2],
+                    "root": row[3],
+                    "size": row[6],
+                    "mtime_ns": row[7],
+                    "sha256": row[8],
+                    "reader": row[11],
+                    "tags": {},
                 }
                 _store_parsed(conn, line, fields, (row[9], row[10]), result)
         last_id = rows[-1][0]
@@ -259,11 +271,19 @@ def _store_parsed(
     except Exception as exc:  # a parser bug must cost one file, not the run
         record = Record(generator="unknown", warnings=[f"parser failed: {exc!r}"])
     image = {
-        "key": line["key"], "path": path, "root": line.get("root"),
-        "file_name": Path(path).name, "ext": Path(path).suffix.lower().lstrip(".") or None,
-        "size": line.get("size"), "mtime_ns": line.get("mtime_ns"),
-        "sha256": line.get("sha256"), "width": size[0], "height": size[1],
-        "reader": line.get("reader"), "raw": fields, "parser_version": PARSER_VERSION,
+        "key": line["key"],
+        "path": path,
+        "root": line.get("root"),
+        "file_name": Path(path).name,
+        "ext": Path(path).suffix.lower().lstrip(".") or None,
+        "size": line.get("size"),
+        "mtime_ns": line.get("mtime_ns"),
+        "sha256": line.get("sha256"),
+        "width": size[0],
+        "height": size[1],
+        "reader": line.get("reader"),
+        "raw": fields,
+        "parser_version": PARSER_VERSION,
     }
     db.store_image(conn, image, record, prompt_tokens(record))
     result.stored += 1

@@ -9,6 +9,7 @@ image data and misses text chunks written after it.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import threading
@@ -78,10 +79,8 @@ class ExifToolPool:
         # process found dead later makes pyexiftool warn.
         with self._lock:
             for instance in self._instances:
-                try:
+                with contextlib.suppress(ExifToolException, OSError):
                     instance.terminate()
-                except (ExifToolException, OSError):
-                    pass
             self._instances.clear()
         self._executor.shutdown(wait=True)
 
@@ -130,9 +129,7 @@ class ExifToolPool:
         yield from self._executor.map(self._read_batch, batches)
 
 
-def _match(
-    paths: Sequence[str], output: str, stderr: str
-) -> dict[str, dict[str, Any] | str]:
+def _match(paths: Sequence[str], output: str, stderr: str) -> dict[str, dict[str, Any] | str]:
     results: dict[str, dict[str, Any] | str] = {}
     if output.strip():
         try:

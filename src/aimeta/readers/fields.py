@@ -83,8 +83,10 @@ def repair_mojibake(text: str) -> str:
 
 
 def _snake(name: str) -> str:
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_").replace(
-        "p_n_g", "png"
+    return (
+        "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+        .lstrip("_")
+        .replace("p_n_g", "png")
     )
 
 
