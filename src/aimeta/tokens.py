@@ -26,6 +26,7 @@ syntax removed, escapes resolved, underscores as spaces and whitespace collapsed
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import re
@@ -59,8 +60,16 @@ _EDIT_WHEN = re.compile(rf"\s*{_NUMBER}\s*")
 _COMPEL_SUFFIX = re.compile(r"[+-]+|\d*\.?\d+")
 _NOVELAI_WEIGHT = re.compile(r"(-?\d+(?:\.\d+)?)::")
 _SEPARATOR_WORDS = ("BREAK", "AND")
+_BRACKET_OR_ESCAPE = re.compile(r"\\.|[()\[\]{}]", re.DOTALL)
+_OPENER = {")": "(", "]": "[", "}": "{"}
 _ESCAPABLE = "()[]{}\\"
 _MAX_DEPTH = 40  # deeper nesting is treated as plain grouping, which keeps recursion bounded
+# Runs of characters with no meaning to the grammar are emitted in one piece (speed). Compel
+# has none: its "word+" needs to see word boundaries character by character.
+_PLAIN_RUN = {
+    "a1111": re.compile(r"[^\\,\n\r()\[\]<BA]+"),
+    "novelai": re.compile(r"[^\\,\n\r{}\[\]<BA0-9\-]+"),
+}
 
 _LORA_KINDS = {"lora": "lora", "lyco": "lora", "locon": "lora", "lycoris": "lora"}
 _NETWORK_KINDS = {**_LORA_KINDS, "hypernet": "hypernetwork", "hypernetwork": "hypernetwork"}
@@ -99,23 +108,19 @@ class _Scanner:
         """Find extra-network tags and pair brackets once (O(n)), skipping escapes and tags."""
         for match in _EXTRA_NETWORK.finditer(self.prompt):
             self.tags[match.start()] = match.end()
-        brackets = {"(": ")", "[": "]", "{": "}"}
-        closers = {v: k for k, v in brackets.items()}
-        stacks: dict[str, list[int]] = {k: [] for k in brackets}
-        i, text = 0, self.prompt
-        while i < len(text):
-            char = text[i]
-            if char == "\\":
-                i += 2
-                continue
-            if i in self.tags:
-                i = self.tags[i]
-                continue
-            if char in brackets:
-                stacks[char].append(i)
-            elif char in closers and stacks[closers[char]]:
-                self.pairs[stacks[closers[char]].pop()] = i
-            i += 1
+        tag_starts = sorted(self.tags)
+        stacks: dict[str, list[int]] = {"(": [], "[": [], "{": []}
+        for match in _BRACKET_OR_ESCAPE.finditer(self.prompt):
+            char, pos = match.group(), match.start()
+            if len(char) > 1:
+                continue  # an escape
+            before = bisect.bisect_right(tag_starts, pos) - 1
+            if before >= 0 and pos < self.tags[tag_starts[before]]:
+                continue  # inside <lora:...>
+            if char in stacks:
+                stacks[char].append(pos)
+            elif stacks[_OPENER[char]]:
+                self.pairs[stacks[_OPENER[char]].pop()] = pos
 
     def emit(self, text: str, weight: float, raw: int, group: int, width: int = 1) -> None:
         self.events.append(_Char(text, weight, raw, group, raw + width))
@@ -167,7 +172,13 @@ class _Scanner:
                 self.events.append(_BREAK)
                 i += len("BREAK" if char == "B" else "AND")
             else:
-                i = self.scan_syntax(i, end, weight, group, depth)
+                plain = _PLAIN_RUN.get(self.syntax)
+                run = plain.match(text, i, end) if plain else None
+                if run is not None:
+                    self.emit(run.group(), weight, i, group, width=run.end() - i)
+                    i = run.end()
+                else:
+                    i = self.scan_syntax(i, end, weight, group, depth)
 
     def _separator_word(self, i: int, end: int) -> bool:
         text = self.prompt
