@@ -55,6 +55,7 @@ these carries generation metadata.
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 import zlib
@@ -272,7 +273,9 @@ def _keyword_name(keyword: str) -> str | None:
     return _PNG_KEYWORDS.get(keyword) or _PNG_KEYWORDS.get(keyword[:1].upper() + keyword[1:])
 
 
+@functools.lru_cache(maxsize=1024)
 def _unknown_keyword_name(keyword: str) -> str:
+    # Keywords repeat across a folder ("parameters", "prompt", "workflow"): cache the name.
     return tag_name(keyword)
 
 

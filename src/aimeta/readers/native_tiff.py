@@ -38,14 +38,21 @@ _ASCII, _UNDEFINED = 2, 7
 _EXIF_IFD_POINTER = 0x8769
 _MAX_ENTRIES = 1000
 
-# Perl's "\s+$" / " +$": the end may sit before one final newline.
-_TRAILING_WHITESPACE = re.compile(rb"\s+(?=\n?\Z)")
-_TRAILING_BLANKS = re.compile(r" +(?=\n?\Z)")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _rstrip_perl(data: bytes) -> bytes:
-    return _TRAILING_WHITESPACE.sub(b"", data, count=1)
+    """Perl's ``s/\\s+$//``: trailing whitespace (newlines included) removed."""
+    return data.rstrip(b" \t\n\r\f\v")
+
+
+def _trim_blanks(text: str) -> str:
+    """Perl's ``s/ +$//``: trailing spaces, also those just before one final newline."""
+    if text.endswith(" "):
+        return text.rstrip(" ")
+    if text.endswith(" \n"):
+        return text[:-1].rstrip(" ") + "\n"
+    return text
 
 
 def _ucs2_le(raw: bytes) -> str:
@@ -64,7 +71,9 @@ def _finish_unicode(text: str) -> str:
     if nul >= 0:
         text = text[:nul]
     # A lone surrogate is written out as three bytes ExifTool's JSON output rejects.
-    return _SURROGATE.sub("???", text) if _SURROGATE.search(text) else text
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return _SURROGATE.sub("???", text)
 
 
 def _utf16_guess(raw: bytes, tiff_order: str) -> str:
@@ -81,10 +90,20 @@ def _utf16_guess(raw: bytes, tiff_order: str) -> str:
         raw = raw[: len(raw) & ~1]
         first, second = raw[0::2], raw[1::2]
         high, low = (first, second) if order == "be" else (second, first)
-        distinct_high, distinct_low = len(set(high)), len(set(low))
-        if distinct_high > distinct_low or (
-            distinct_high == distinct_low and low.count(0) > high.count(0)
-        ):
+        units = len(high)
+        zero_high, zero_low = high.count(0), low.count(0)
+        # Cheap answers first: ASCII-range text has all-zero high bytes (keep the order) or,
+        # read with the wrong order, all-zero low bytes (swap).
+        if zero_high == units:
+            swap = False
+        elif zero_low == units:
+            swap = True
+        else:
+            distinct_high, distinct_low = len(set(high)), len(set(low))
+            swap = distinct_high > distinct_low or (
+                distinct_high == distinct_low and zero_low > zero_high
+            )
+        if swap:
             order = "le" if order == "be" else "be"
     raw = raw[: len(raw) & ~1]
     return _finish_unicode(raw.decode(f"utf-16-{order}", "surrogatepass"))
@@ -106,7 +125,7 @@ def user_comment(raw: bytes, tiff_order: str) -> tuple[str, str | None]:
     else:
         warning = "Invalid EXIF text encoding for UserComment"
         text = fix_utf8(raw)
-    return _TRAILING_BLANKS.sub("", text, count=1), warning
+    return _trim_blanks(text), warning
 
 
 def _copyright(raw: bytes) -> str:
