@@ -16,7 +16,9 @@ first pass and ``hires_*`` the second. Every other sampler is kept in ``extra["s
 Several positive texts for one sampler (area composition, concatenated conditioning) are
 joined with a newline into ``prompt`` (a token boundary) and listed with their node ids and
 areas in ``extra["positive_prompts"]``. Resources are collected from every loader node in the
-graph, since the image was made with all of them.
+graph, since the image was made with all of them; from prompt text only ``embedding:name``
+counts (ComfyUI itself reads it), while ``<lora:...>`` text is left alone: plain ComfyUI
+encodes it as words, and a tag-loader node shows up as a loader anyway.
 
 The graph is untrusted: NaN/Infinity, string or numeric ids, cycles, unknown custom nodes and
 missing inputs are all expected; every walk has a visited set and a depth limit.
