@@ -15,6 +15,7 @@ for PNGs whose text chunks carry no generation metadata.
 
 from __future__ import annotations
 
+import struct
 import warnings
 import zlib
 from pathlib import Path
@@ -69,7 +70,16 @@ def read_stealth(path: Path) -> str | None:
                     "A" in image.getbands() or "transparency" in image.info
                 )
                 converted = image.convert("RGBA" if has_alpha else "RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+    # Pillow reports broken files with several exception types (SyntaxError for a bad
+    # PNG chunk, struct.error for short data).
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        EOFError,
+        struct.error,
+        Image.DecompressionBombError,
+    ) as error:
         raise NativeReadError(f"cannot decode the image: {error}") from error
     # Column-major: x is the outer loop, y the inner one.
     pixels = np.asarray(converted).transpose(1, 0, 2)
