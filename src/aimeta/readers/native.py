@@ -46,7 +46,9 @@ Decisions where a file is broken:
   ``ExifTool:Warning`` (the first warning only, like ``-json``); a zTXt that does not
   inflate is reported as ExifTool reports it, ``(Binary data N bytes, ...)``.
 
-Known differences from ExifTool: only the EXIF tags listed in ``native_tiff`` are reported
+Known differences from ExifTool: for a zTXt/iTXt that does not inflate, the byte count in
+``(Binary data N bytes, ...)`` is the stored size (ExifTool counts what zlib left
+unconsumed); only the EXIF tags listed in ``native_tiff`` are reported
 (ExifTool reports all it knows, e.g. camera settings, GPS, IFD1); ICC profiles, JFIF, MPF,
 Photoshop/IPTC, extended XMP and trailers are not read; ``File:*`` and ``System:*`` tags
 other than the ones above are not produced; see ``native_xmp`` for XMP details. None of
