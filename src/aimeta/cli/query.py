@@ -304,11 +304,14 @@ def search(
         sys.stdout.flush()
     else:
         stdout.print(_hits_table(hits))
-    stderr.print(f"{len(hits):,} images found", highlight=False)
+    stderr.print(f"{len(hits):,} image{'' if len(hits) == 1 else 's'} found", highlight=False)
 
 
 def _hits_table(hits: list[search_pipeline.SearchHit]) -> Table:
-    table = Table("path", "generator", "model", "sampler", "seed", "rating", "prompt")
+    table = Table("generator", "model", "sampler", "seed", "rating", "prompt")
+    # A path is what people copy: fold it onto more lines rather than cut it.
+    table.add_column("path", overflow="fold", ratio=1)
+    table.columns.insert(0, table.columns.pop())
     for hit in hits:
         prompt = " ".join((hit.prompt or "").split())
         table.add_row(
