@@ -12,7 +12,14 @@ from PIL import Image
 
 from aimeta.settings import Settings
 
-COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200), (90, 90, 90)]
+COLOURS = [
+    (200, 30, 30),
+    (30, 200, 30),
+    (30, 30, 200),
+    (200, 200, 30),
+    (30, 200, 200),
+    (90, 90, 90),
+]
 
 
 def make_images(folder: Path, count: int, size: tuple[int, int] = (64, 48)) -> list[Path]:

@@ -32,7 +32,12 @@ def test_plain_json() -> None:
     rating = parse_answer(json.dumps(GOOD))
     assert rating.overall == 4
     assert rating.scores == {
-        "composition": 8, "lighting": 7, "colour": 6, "sharpness": 9, "impact": 5, "creativity": 4
+        "composition": 8,
+        "lighting": 7,
+        "colour": 6,
+        "sharpness": 9,
+        "impact": 5,
+        "creativity": 4,
     }
     assert rating.keywords == ("beach", "Sunset", "waves")
 
@@ -69,8 +74,14 @@ def test_key_value_lines_with_aliases() -> None:
 
 
 def test_nested_scores_object() -> None:
-    nested = {"scores": {k: GOOD[k] for k in ("composition", "lighting", "colour", "sharpness",
-              "impact", "creativity")}, "overall": 3, "keywords": "a; b"}
+    nested = {
+        "scores": {
+            k: GOOD[k]
+            for k in ("composition", "lighting", "colour", "sharpness", "impact", "creativity")
+        },
+        "overall": 3,
+        "keywords": "a; b",
+    }
     rating = parse_answer(json.dumps(nested))
     assert rating.overall == 3 and rating.keywords == ("a", "b")
 
@@ -120,7 +131,7 @@ def test_schema_and_prompt_name_every_criterion() -> None:
     assert "up to\n7 short keywords" in prompt or "up to 7" in prompt.replace("\n", " ")
     assert "{criteria}" not in prompt and "{example}" not in prompt
     # The example in the prompt is itself a valid answer.
-    example = prompt[prompt.index("{\"") :].strip()
+    example = prompt[prompt.index('{"') :].strip()
     assert parse_answer(example).overall == 3
 
 

@@ -32,7 +32,9 @@ def test_rows_kept_replaced_appended(tmp_path: Path) -> None:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     assert list(frame.columns) == columns()
     assert frame[["path", "overall", "keywords"]].values.tolist() == [
-        ["/a.jpg", "3", "a, b"], ["/b.jpg", "1", "a, b"], ["/c, d.jpg", "5", "a, b"]
+        ["/a.jpg", "3", "a, b"],
+        ["/b.jpg", "1", "a, b"],
+        ["/c, d.jpg", "5", "a, b"],
     ]
 
 

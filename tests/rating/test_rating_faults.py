@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openai_server import closed_port_url, serve
 
 from aimeta import events
 from aimeta.errors import ModelServerError, UsageError
 from aimeta.pipelines import rate
 from aimeta.settings import Settings
+from openai_server import closed_port_url, serve
 
 # mode, server options, settings changes, images rated (of 4), failure reason pattern
 CASES: list[tuple[str, dict[str, Any], dict[str, Any], int, str | None]] = [
@@ -30,11 +30,21 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], int, str | None]] = [
     ("out_of_range", {}, {}, 0, r"composition is 14, outside 1-10"),
     ("length", {}, {}, 0, r"raise max_tokens"),
     # every request times out and is not retried: a per-image error, the run goes on
-    ("timeout", {"fail_times": 99, "timeout_sleep": 1.0},
-     {"request_timeout": 0.3, "max_retries": 0}, 0, r"no answer within 0.3 s"),
+    (
+        "timeout",
+        {"fail_times": 99, "timeout_sleep": 1.0},
+        {"request_timeout": 0.3, "max_retries": 0},
+        0,
+        r"no answer within 0.3 s",
+    ),
     # the first request times out, its retry succeeds
-    ("timeout", {"fail_times": 1, "timeout_sleep": 1.0},
-     {"request_timeout": 0.3, "max_retries": 1}, 4, None),
+    (
+        "timeout",
+        {"fail_times": 1, "timeout_sleep": 1.0},
+        {"request_timeout": 0.3, "max_retries": 1},
+        4,
+        None,
+    ),
 ]
 
 
@@ -49,11 +59,19 @@ def _table(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
 
 
-@pytest.mark.parametrize(("mode", "server_options", "changes", "rated", "reason"), CASES,
-                         ids=[f"{c[0]}-{c[3]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("mode", "server_options", "changes", "rated", "reason"),
+    CASES,
+    ids=[f"{c[0]}-{c[3]}" for c in CASES],
+)
 def test_fault_mode(
-    mode: str, server_options: dict[str, Any], changes: dict[str, Any], rated: int,
-    reason: str | None, photos: Path, make_settings: Callable[..., Settings],
+    mode: str,
+    server_options: dict[str, Any],
+    changes: dict[str, Any],
+    rated: int,
+    reason: str | None,
+    photos: Path,
+    make_settings: Callable[..., Settings],
 ) -> None:
     with serve(mode=mode, **server_options) as server:
         settings = make_settings(server.base_url, **changes)
@@ -101,7 +119,7 @@ def test_schema_rejected_then_free_text(
 def test_connection_refused_is_one_clear_error(
     photos: Path, make_settings: Callable[..., Settings]
 ) -> None:
-    with pytest.raises(ModelServerError, match="connection refused.*Start the model server"):
+    with pytest.raises(ModelServerError, match=r"connection refused.*Start the model server"):
         _run(make_settings(closed_port_url()), photos)
 
 
@@ -112,8 +130,9 @@ def test_model_taken_from_server_and_logged(
         result, seen = _run(make_settings(server.base_url), photos)
         models = {body["model"] for body in server.chat_bodies()}
     assert models == {"qwen/qwen2.5-vl-7b"}
-    assert any("Using model qwen/qwen2.5-vl-7b" in e.message for e in seen
-               if isinstance(e, events.Log))
+    assert any(
+        "Using model qwen/qwen2.5-vl-7b" in e.message for e in seen if isinstance(e, events.Log)
+    )
     assert result.csv_path == photos / "ai_rating_results_qwen_qwen2.5-vl-7b.csv"
 
 
@@ -190,7 +209,7 @@ def test_dry_run_sends_and_writes_nothing(
 ) -> None:
     with serve() as server:
         settings = make_settings(server.base_url)
-        result, seen = _run(settings, photos, dry_run=True)
+        result, _seen = _run(settings, photos, dry_run=True)
         assert server.request_count == 0
     assert len(result.to_rate) == 4
     assert not list(photos.glob("*.xmp")) and not list(photos.glob("*.csv"))

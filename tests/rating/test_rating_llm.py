@@ -24,8 +24,13 @@ def client(handler, **kwargs) -> ModelClient:  # type: ignore[no-untyped-def]
 
 def ask(model_client: ModelClient, schema: dict | None = None):  # type: ignore[no-untyped-def,type-arg]
     return model_client.chat(
-        model="m", system_prompt="s", user_prompt="u", image_jpeg=b"\xff\xd8jpeg",
-        temperature=0.1, max_tokens=100, schema=schema,
+        model="m",
+        system_prompt="s",
+        user_prompt="u",
+        image_jpeg=b"\xff\xd8jpeg",
+        temperature=0.1,
+        max_tokens=100,
+        schema=schema,
     )
 
 
@@ -65,7 +70,7 @@ def test_5xx_gives_up_after_max_retries() -> None:
         calls.append(request)
         return httpx.Response(502, text="bad gateway")
 
-    with pytest.raises(RetryableError, match="HTTP 502.*gave up after 3 tries"):
+    with pytest.raises(RetryableError, match=r"HTTP 502.*gave up after 3 tries"):
         ask(client(handler, max_retries=2))
     assert len(calls) == 3
 

@@ -25,7 +25,12 @@ from aimeta.rating.xmp import (
 
 SAMPLE = "xmp/darktable-tests_filmicrgb-v6.mire1.cr2.xmp"
 SCORES: dict[str, float] = {
-    "composition": 8, "lighting": 7, "colour": 6, "sharpness": 9, "impact": 5, "creativity": 4.5
+    "composition": 8,
+    "lighting": 7,
+    "colour": 6,
+    "sharpness": 9,
+    "impact": 5,
+    "creativity": 4.5,
 }
 
 
@@ -39,7 +44,9 @@ def read_back(path: Path) -> dict[str, Any]:
     """Every tag of a sidecar, structured, as ExifTool reads it."""
     done = subprocess.run(
         ["exiftool", "-config", str(config_path()), "-j", "-G1", "-struct", "-n", str(path)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     data: dict[str, Any] = json.loads(done.stdout)[0]
     return data
@@ -90,8 +97,14 @@ def test_rerating_keeps_keywords_and_adds_no_duplicates(
     image = tmp_path / "photo.png"
     sidecar = image.with_name("photo.png.xmp")
     subprocess.run(
-        ["exiftool", "-q", "-XMP-dc:Subject=Family", "-XMP-dc:Subject=Beach",
-         "-XMP-dc:Title=Holiday", str(sidecar)],
+        [
+            "exiftool",
+            "-q",
+            "-XMP-dc:Subject=Family",
+            "-XMP-dc:Subject=Beach",
+            "-XMP-dc:Title=Holiday",
+            str(sidecar),
+        ],
         check=True,
     )
     writer.write(image, result(("beach", "sea")))
@@ -112,7 +125,11 @@ def test_untrusted_text_stays_a_plain_value(tmp_path: Path, writer: SidecarWrite
     tags = read_back(written)
     assert tags["XMP-xmp:Rating"] == 4
     assert tags["XMP-dc:Subject"] == [
-        "-XMP-xmp:Rating=1", "<b>&amp;</b>", "a b-all=", "../../etc/passwd", "x" * 60
+        "-XMP-xmp:Rating=1",
+        "<b>&amp;</b>",
+        "a b-all=",
+        "../../etc/passwd",
+        "x" * 60,
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg.xmp"]
 

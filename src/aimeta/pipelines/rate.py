@@ -336,6 +336,8 @@ class _Job:
         ]
         self.result.found = len(paths)
         have_sidecars = any(existing_sidecar(Path(p)) for p in paths)
+        # Started here, in the thread that runs the job: pyexiftool ties the ExifTool process
+        # to the thread that starts it (it dies when that thread ends).
         if (options.xmp and not options.dry_run) or (options.skip_existing and have_sidecars):
             self.writer = SidecarWriter(self.settings.exiftool)
         if not options.skip_existing:
@@ -464,7 +466,10 @@ class _Job:
                         renders.clear()
                     if not calls or time.monotonic() - stop_seen_at > STOP_GRACE_S:
                         break
-                else:
+
+                def top_up() -> None:
+                    if self.stop.is_set():
+                        return
                     # Render ahead so a model slot never waits for the renderer.
                     while waiting and len(renders) + len(ready) < workers + render_workers:
                         path = waiting.popleft()
@@ -475,9 +480,12 @@ class _Job:
                         self.in_flight[id(client)] += 1
                         self.emit(events.Progress(STAGE, advance=0, item=path))
                         calls[model_pool.submit(self._ask, path, rendered, client)] = path
+
+                top_up()
                 done, _pending = cf.wait(
                     [*renders, *calls], timeout=0.2, return_when=cf.FIRST_COMPLETED
                 )
+                outcomes: list[_Done] = []
                 for future in done:
                     if future in renders:
                         path = renders.pop(future)
@@ -489,16 +497,21 @@ class _Job:
                             self._failed(path, f"cannot render: {exc!r}")
                     elif future in calls:
                         calls.pop(future)
-                        outcome: _Done = future.result()
+                        outcome = future.result()
                         self.in_flight[id(outcome.client)] -= 1
-                        if outcome.rating is not None and outcome.answer is not None:
-                            unreachable_in_a_row = 0
-                            self._rated(outcome)
-                        else:
-                            unreachable_in_a_row = (
-                                unreachable_in_a_row + 1 if outcome.unreachable else 0
-                            )
-                            self._failed(outcome.path, outcome.reason or "no answer")
+                        outcomes.append(outcome)
+                # Refill the freed model slots before writing outputs (ExifTool, CSV, SQLite
+                # take time): the server should never wait for the writers.
+                top_up()
+                for outcome in outcomes:
+                    if outcome.rating is not None and outcome.answer is not None:
+                        unreachable_in_a_row = 0
+                        self._rated(outcome)
+                    else:
+                        unreachable_in_a_row = (
+                            unreachable_in_a_row + 1 if outcome.unreachable else 0
+                        )
+                        self._failed(outcome.path, outcome.reason or "no answer")
                 if unreachable_in_a_row >= UNREACHABLE_LIMIT and not self.stop.is_set():
                     self.result.aborted = (
                         f"{unreachable_in_a_row} images in a row found no model server; "
