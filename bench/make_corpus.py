@@ -226,7 +226,9 @@ def make(count: int, folder: Path, seed: int = 1) -> None:
         + ["photo"] * 4
     )
     for index in range(count):
-        kind = kinds[index % len(kinds)]
+        # Step through the mix with a stride coprime to its length, so even a small corpus
+        # holds every kind.
+        kind = kinds[(index * 37) % len(kinds)]
         sub = folder / f"batch{index // 500:03d}"
         sub.mkdir(exist_ok=True)
         stem = sub / f"{index:06d}_{kind}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,6 +32,8 @@ from aimeta.errors import AimetaError, OutputError, UsageError
 from aimeta.files import FoundFile, find_images
 from aimeta.readers.exiftool import ExifToolPool
 from aimeta.readers.fields import text_fields
+from aimeta.readers.native import NativeReadError, read_native
+from aimeta.readers.stealth import read_stealth
 
 READERS = ("auto", "native", "exiftool")
 NATIVE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
@@ -114,12 +117,15 @@ def run(
         pending.append(_Pending(item, stat.st_size, stat.st_mtime_ns))
 
     native, by_exiftool = _split(pending, reader)
+    # In auto mode a file the native reader rejects (damaged, unusual) is read again by
+    # ExifTool, which recovers what it can and says what is wrong.
+    retry = reader == "auto" and shutil.which(exiftool) is not None
     with _Output(out, stdout) as output:
         # Failures found while listing still get a line, so ingest records them.
         output.write([_line_for_error(path, reason) for path, reason in result.failures], [])
         on_event(events.Started("read", total=len(pending)))
         for batch in _chunks(native, 500):
-            lines, fresh = _read_native_batch(batch, by_exiftool, sha256)
+            lines, fresh = _read_native_batch(batch, by_exiftool if retry else None, sha256)
             _account(result, lines)
             output.write(lines, fresh)
             on_event(events.Progress("read", advance=len(batch)))
@@ -144,10 +150,6 @@ def run(
 
 def _split(pending: list[_Pending], reader: str) -> tuple[list[_Pending], list[_Pending]]:
     if reader == "exiftool":
-        return [], pending
-    try:
-        from aimeta.readers import native  # noqa: F401  (present once the native reader lands)
-    except ImportError:
         return [], pending
     native_items = [p for p in pending if p.found.path.suffix.lower() in NATIVE_EXTENSIONS]
     other = [p for p in pending if p.found.path.suffix.lower() not in NATIVE_EXTENSIONS]
@@ -193,7 +195,7 @@ def _finish(line: dict[str, Any], item: _Pending, sha256: bool) -> None:
         if path.suffix.lower() == ".png" and not (
             _GENERATION_FIELDS & text_fields(line["tags"]).keys()
         ):
-            stealth = _read_stealth(path)
+            stealth = read_stealth(path)
             if stealth:
                 line["tags"]["AIMETA:StealthPNGInfo"] = stealth
     except OSError as exc:
@@ -203,19 +205,10 @@ def _finish(line: dict[str, Any], item: _Pending, sha256: bool) -> None:
         line.setdefault("warnings", []).append(f"hidden (stealth) metadata not checked: {exc}")
 
 
-def _read_stealth(path: Path) -> str | None:
-    try:
-        from aimeta.readers.stealth import read_stealth
-    except ImportError:
-        return None
-    return read_stealth(path)
-
-
 def _read_native_batch(
-    batch: list[_Pending], fallback: list[_Pending], sha256: bool
+    batch: list[_Pending], fallback: list[_Pending] | None, sha256: bool
 ) -> tuple[list[dict[str, Any]], list[_Pending]]:
-    from aimeta.readers.native import NativeReadError, read_native
-
+    """Lines for ``batch`` read natively; files the reader rejects go to ``fallback`` if given."""
     lines: list[dict[str, Any]] = []
     fresh: list[_Pending] = []
     for item in batch:
@@ -223,6 +216,9 @@ def _read_native_batch(
         try:
             line["tags"] = read_native(item.found.path)
         except NativeReadError as exc:
+            if fallback is not None:
+                fallback.append(item)
+                continue
             line["error"] = exc.message
         except OSError as exc:
             line["error"] = f"cannot read the file: {exc.strerror or exc}"
