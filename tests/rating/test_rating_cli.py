@@ -189,3 +189,69 @@ def test_killed_run_resumes_without_duplicates(
     assert all(1 <= item["Rating"] <= 5 for item in json.loads(read.stdout))
     assert not [p for p in folder.iterdir() if "tmp" in p.name]
     assert os.listdir(folder)  # nothing else deleted
+
+
+def test_ctrl_c_stops_cleanly(folder_of: Callable[[int], Path], tmp_path: Path) -> None:
+    folder = folder_of(12)
+    db_path = tmp_path / "int.db"
+    with serve(latency=0.3, slots=1) as server:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aimeta",
+                "rate",
+                str(folder),
+                "--api-url",
+                server.base_url,
+                "--db",
+                str(db_path),
+                "--converter",
+                "pillow",
+                "--workers",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while _ratings(db_path) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _out, errors = process.communicate(timeout=30)
+    assert process.returncode == 130, errors
+    assert "Stopping after the images in progress" in errors
+    assert "Stopped early" in errors
+    rated = _ratings(db_path)
+    frame = pd.read_csv(folder / "ai_rating_results_test-vision-model.csv", dtype=str)
+    assert 2 <= rated < 12 and len(frame) == rated  # flushed on stop, nothing lost
+
+
+def test_pipeline_knows_nothing_of_the_terminal() -> None:
+    # (httpx itself imports rich when it is installed, so look at aimeta's own imports.)
+    import ast
+
+    import aimeta.imaging
+    import aimeta.llm
+    import aimeta.pipelines.doctor
+    import aimeta.pipelines.rate
+    import aimeta.rating.xmp
+
+    for module in (
+        aimeta.pipelines.rate,
+        aimeta.pipelines.doctor,
+        aimeta.llm,
+        aimeta.imaging,
+        aimeta.rating.xmp,
+    ):
+        tree = ast.parse(Path(str(module.__file__)).read_text())
+        names = {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        names |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not {n for n in names if n.split(".")[0] in ("typer", "rich", "aimeta.cli")}
+        assert not any(n.startswith("aimeta.cli") for n in names)
