@@ -3,37 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from openai_server import ServerState, serve
-from PIL import Image
-from starlette.exceptions import StarletteDeprecationWarning
 
-from aimeta.settings import Settings
-from aimeta.web.app import create_app
+sys.path.insert(0, str(Path(__file__).parent))
 
-# Starlette warns that its test client will move to another HTTP library; nothing to act on.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from fastapi.testclient import TestClient
+from openai_server import ServerState, serve  # noqa: E402
+from web_helpers import BASE_URL, TestClient, make_photos  # noqa: E402
 
-BASE_URL = "http://127.0.0.1:5000"
-
-
-def make_photos(folder: Path, count: int) -> list[Path]:
-    """``count`` small JPEGs of different colours."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(count):
-        path = folder / f"photo{index:02d}.jpg"
-        Image.new("RGB", (96, 64), (40 * index % 256, 120, 255 - 30 * index % 256)).save(path)
-        paths.append(path)
-    return paths
+from aimeta.settings import Settings  # noqa: E402
+from aimeta.web.app import create_app  # noqa: E402
 
 
 @pytest.fixture(name="make_photos")
