@@ -18,7 +18,13 @@ from typer.testing import CliRunner
 
 from aimeta import db
 from aimeta.cli import app
-from aimeta.pipelines.search import SearchQuery, fts_query, search, search_sql
+from aimeta.pipelines.search import (
+    SearchQuery,
+    fts_query,
+    normalize_token,
+    search,
+    search_sql,
+)
 from aimeta.record import Record
 from aimeta.resource_names import normalize_name
 from aimeta.tokens import Token
@@ -290,6 +296,15 @@ def test_fts_syntax_in_the_input_is_plain_text(fixture_db, text: str) -> None:
     assert "Traceback" not in result.output
     if result.exit_code == 2:
         assert result.stderr.startswith("Error: ")
+
+
+@pytest.mark.parametrize(
+    ("typed", "t_norm"),
+    [("(Red_Hair:1.2)", "red hair"), ("  RED   hair ", "red hair"), ("[[smile]]", "smile"),
+     ("a, b", "a, b"), ("blue_eyes", "blue eyes")],
+)  # fmt: skip
+def test_token_arguments_are_normalised_like_t_norm(typed: str, t_norm: str) -> None:
+    assert normalize_token(typed) == t_norm
 
 
 def test_fts_query_quotes_every_term() -> None:

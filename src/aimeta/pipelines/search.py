@@ -17,6 +17,7 @@ import orjson
 
 from aimeta.errors import UsageError
 from aimeta.resource_names import normalize_name
+from aimeta.tokens import normalize_text, tokenize
 
 _FTS_TERM = re.compile(r'"([^"]*)"|(\S+)')
 
@@ -70,8 +71,13 @@ class SearchHit:
 
 
 def normalize_token(text: str) -> str:
-    """A search argument in ``t_norm`` form: lower-case, ``_`` as space, whitespace collapsed."""
-    return " ".join(text.replace("_", " ").lower().split())
+    """A search argument in ``t_norm`` form, made by the tokenizer that made ``t_norm``:
+    ``(Red_Hair:1.2)`` -> ``red hair``. Text the tokenizer splits in several tokens (``a, b``)
+    is only lower-cased, with ``_`` as space and whitespace collapsed."""
+    tokens = tokenize(text)
+    if len(tokens) == 1:
+        return tokens[0].t_norm
+    return normalize_text(text)
 
 
 def fts_query(text: str) -> str:
