@@ -13,11 +13,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from openai_server import ServerState, serve  # noqa: E402
-from web_helpers import BASE_URL, TestClient, make_photos  # noqa: E402
+from web_helpers import BASE_URL, TestClient, make_photos
 
-from aimeta.settings import Settings  # noqa: E402
-from aimeta.web.app import create_app  # noqa: E402
+from aimeta.settings import Settings
+from aimeta.web.app import create_app
+from openai_server import ServerState, serve
 
 
 @pytest.fixture(name="make_photos")

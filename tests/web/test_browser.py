@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from openai_server import serve
 
 from aimeta.settings import Settings
 from aimeta.web.app import create_app
+from openai_server import serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -40,7 +40,9 @@ def _free_port() -> int:
 def _serving(settings: Settings) -> Iterator[str]:
     """The app on uvicorn in a background thread; yields its URL."""
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning")
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -62,7 +64,9 @@ def test_the_page_rates_a_folder_in_chromium(
     make_photos: Callable[[Path, int], list[Path]],
 ) -> None:
     if not CHROMIUM.exists():
-        pytest.skip("Debian's Chromium is not installed at /usr/bin/chromium (apt install chromium)")
+        pytest.skip(
+            "Debian's Chromium is not installed at /usr/bin/chromium (apt install chromium)"
+        )
     from playwright.sync_api import sync_playwright
 
     photos = tmp_path / "photos"
@@ -75,16 +79,20 @@ def test_the_page_rates_a_folder_in_chromium(
                 executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
             )
             try:
-                page = browser.new_page(accept_downloads=True, viewport={"width": 1280, "height": 900})
+                page = browser.new_page(
+                    accept_downloads=True, viewport={"width": 1280, "height": 900}
+                )
                 console_errors: list[str] = []
                 page.on(
                     "console",
-                    lambda message: console_errors.append(message.text)
-                    if message.type == "error"
-                    else None,
+                    lambda message: (
+                        console_errors.append(message.text) if message.type == "error" else None
+                    ),
                 )
                 page.goto(url)
-                page.wait_for_function("() => document.getElementById('system-prompt').value.length > 0")
+                page.wait_for_function(
+                    "() => document.getElementById('system-prompt').value.length > 0"
+                )
                 page.fill("#folder", str(photos))
                 page.uncheck("input[name=xmp]")
                 page.click("#start")

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openai_server import ServerState, serve
 from PIL import Image
 
 from aimeta.settings import Settings
+from openai_server import ServerState, serve
 
 ROUTES = {
     "/",
@@ -64,7 +64,7 @@ def test_openapi_lists_every_route(client: Any) -> None:
     assert "folder" in body["application/json"]["schema"]["properties"]
     assert set(schema["paths"]["/image_proxy"]["get"]["responses"]) >= {"200", "403", "404"}
     app_routes = {getattr(route, "path", "") for route in client.app.routes}
-    assert ROUTES <= app_routes
+    assert app_routes >= ROUTES
 
 
 def test_status_log_and_events_before_any_job(client: Any) -> None:
@@ -186,12 +186,12 @@ def test_a_job_that_cannot_reach_the_server_fails_with_its_reason(
     assert events.rstrip().splitlines()[-2] == "event: end"
 
 
-def test_form_data_is_accepted(
-    client: Any, photos: Path, wait_for_end: Callable[..., Any]
-) -> None:
+def test_form_data_is_accepted(client: Any, photos: Path, wait_for_end: Callable[..., Any]) -> None:
     bad = client.post("/start_processing", data={"folder": str(photos / "nope"), "xmp": "on"})
     assert bad.status_code == 422 and "folder" in bad.json()["errors"]
-    good = client.post("/start_processing", data={"folder": str(photos), "csv": "on", "dry_run": "on"})
+    good = client.post(
+        "/start_processing", data={"folder": str(photos), "csv": "on", "dry_run": "on"}
+    )
     assert good.status_code == 200, good.text
     status = wait_for_end(client)
     assert status["state"] == "finished" and status["dry_run"] is True

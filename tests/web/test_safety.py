@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from openai_server import serve
 from web_helpers import BASE_URL, TestClient, make_photos
 
 from aimeta.errors import UsageError
 from aimeta.settings import Settings
 from aimeta.web.app import create_app
+from openai_server import serve
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +123,7 @@ def test_another_site_cannot_start_a_job_or_save_prompts(
     start = client.post("/start_processing", json={"folder": str(photos)}, headers={"Origin": EVIL})
     assert start.status_code == 403
     assert client.get("/status").json()["state"] == "idle"
-    save = client.post(
-        "/save_prompts", json={"system": "x", "user": "y"}, headers={"Origin": EVIL}
-    )
+    save = client.post("/save_prompts", json={"system": "x", "user": "y"}, headers={"Origin": EVIL})
     assert save.status_code == 403
     assert not (tmp_path / "prompts").exists()
     form = client.post(
@@ -183,7 +180,9 @@ def test_a_remote_host_needs_a_token(
     assert client.get("/", params={"token": "wrong"}).status_code == 401
     assert client.get("/status", headers={"X-Aimeta-Token": "wrong"}).status_code == 401
     assert client.get("/status", headers={"X-Aimeta-Token": "s3cret-token"}).status_code == 200
-    assert client.get("/status", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    assert (
+        client.get("/status", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    )
     assert client.get("/status", params={"token": "s3cret-token"}).status_code == 200
     # Opening the page with ?token= sets a same-site cookie; the page's links then work.
     page = client.get("/", params={"token": "s3cret-token"})
@@ -217,9 +216,7 @@ def test_request_bodies_are_bounded(client: Any, photos: Path) -> None:
     assert client.post("/save_prompts", json=huge_prompts).status_code == 413
 
 
-def test_prompts_are_read_and_saved_only_in_the_prompts_folder(
-    client: Any, tmp_path: Path
-) -> None:
+def test_prompts_are_read_and_saved_only_in_the_prompts_folder(client: Any, tmp_path: Path) -> None:
     before = {p for p in tmp_path.rglob("*")}
     shipped = client.get("/get_prompts").json()
     assert "{criteria}" in shipped["user"] and shipped["system"].strip()

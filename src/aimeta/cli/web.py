@@ -6,6 +6,7 @@ import secrets
 import socket
 
 import typer
+from rich.markup import escape
 
 from aimeta import settings
 from aimeta.cli.common import app, die, handle_errors, stderr
@@ -39,14 +40,16 @@ def web(
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in WEB_MODULES:
             raise
-        die(f"the web page needs {exc.name}: install it with pip install 'aimeta[web]'")
+        die(escape(f"the web page needs {exc.name}: install it with pip install 'aimeta[web]'"))
         return
     config = settings.resolve({"host": host, "port": port})
     remote = not is_loopback(config.host)
     if remote and not allow_remote:
         die(
-            f"--host {config.host} lets other machines reach the page; add --allow-remote "
-            "to do that on purpose (a token is then required)",
+            escape(
+                f"--host {config.host} lets other machines reach the page; add --allow-remote "
+                "to do that on purpose (a token is then required)"
+            ),
             code=2,
         )
     _check_port_free(config.host, config.port)
@@ -75,4 +78,4 @@ def _check_port_free(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
     except OSError as exc:
-        die(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        die(escape(f"cannot listen on {host}:{port}: {exc.strerror or exc}"))

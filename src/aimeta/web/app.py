@@ -79,7 +79,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(
-        Guard,  # type: ignore[arg-type]
+        Guard,
         hosts=None if remote else allowed_hosts(settings.host, settings.port),
         token=token,
     )

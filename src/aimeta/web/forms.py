@@ -118,7 +118,7 @@ def job_from_form(
         csv_path = (given if given.is_absolute() else folder / given).resolve()
         if not csv_path.is_relative_to(folder) or csv_path.suffix.lower() != ".csv":
             problems["csv_path"] = "the CSV must be a .csv file inside the folder being rated"
-    changes = {
+    changes: dict[str, Any] = {
         name: tuple(value) if name == "api_urls" else value
         for name in SETTING_FIELDS
         if (value := getattr(form, name)) is not None

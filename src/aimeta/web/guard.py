@@ -126,9 +126,7 @@ class Guard:
             return None
         if self.token not in _query(scope).get("token", []):
             return None
-        return (
-            f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict".encode("latin-1")
-        )
+        return f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict".encode("latin-1")
 
 
 def _opens_page(scope: Scope, headers: dict[str, str]) -> bool:
