@@ -197,6 +197,14 @@ def test_form_data_is_accepted(client: Any, photos: Path, wait_for_end: Callable
     assert status["state"] == "finished" and status["dry_run"] is True
     items = [e for e in client.get("/log").json()["entries"] if e["kind"] == "item"]
     assert len(items) == 3 and all(item["data"]["dry_run"] for item in items)
+    # Nothing rendered in a dry run: web formats are served as they are, others are not.
+    original = client.get("/image_proxy", params={"path": items[0]["data"]["path"]})
+    assert original.status_code == 200
+    with Image.open(io.BytesIO(original.content)) as image:
+        assert image.size == (96, 64)
+    Image.new("RGB", (8, 8)).save(photos / "scan.tif")
+    not_shown = client.get("/image_proxy", params={"path": str(photos / "scan.tif")})
+    assert not_shown.status_code == 404 and "no rendered JPEG" in not_shown.json()["detail"]
 
 
 # field sent, value, field named in the answer, part of its message

@@ -177,9 +177,12 @@ class JobRunner:
         """Entries with ``seq > after`` (at most ``limit``) and whether older ones were dropped."""
         with self._lock:
             entries = self._entries
-            dropped = bool(entries) and entries[0].seq > after + 1
-            found = [entry for entry in entries if entry.seq > after]
-        return found[:limit], dropped
+            if not entries:
+                return [], False
+            # Sequence numbers are consecutive, so the first wanted entry's index is known.
+            first = max(0, after + 1 - entries[0].seq)
+            found = list(itertools.islice(entries, first, first + limit))
+            return found, entries[0].seq > after + 1
 
     @property
     def last_seq(self) -> int:
