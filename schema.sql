@@ -203,22 +203,15 @@ SELECT
     (SELECT MAX(overall) FROM ratings WHERE ratings.path = c.path)     AS best_rating
 FROM v_images_with_core_params c JOIN v_images_with_resources r ON r.id = c.id;
 
--- Full-text index of the prompts: one row per image (rowid = images.id). Triggers on kv keep
--- it current, so every writer of 'prompt'/'negative_prompt' updates it without knowing it.
+-- Full-text index of the prompts: one row per image (rowid = images.id). db.store_image writes
+-- an image's row once, after its kv rows (an insert trigger on kv would rewrite the row once
+-- per prompt field, doubling the indexing work of every ingest); the triggers below keep it
+-- current when kv rows are deleted (also by cascade) or updated by anyone.
 CREATE VIRTUAL TABLE IF NOT EXISTS prompts_fts USING fts5(
     prompt, negative_prompt, tokenize = 'unicode61 remove_diacritics 2'
 );
 
 DROP TRIGGER IF EXISTS trg_kv_prompts_fts_insert;
-CREATE TRIGGER trg_kv_prompts_fts_insert AFTER INSERT ON kv
-WHEN new.key IN ('prompt', 'negative_prompt')
-BEGIN
-    DELETE FROM prompts_fts WHERE rowid = new.image_id;
-    INSERT INTO prompts_fts (rowid, prompt, negative_prompt) VALUES (
-        new.image_id,
-        (SELECT value FROM kv WHERE image_id = new.image_id AND key = 'prompt'),
-        (SELECT value FROM kv WHERE image_id = new.image_id AND key = 'negative_prompt'));
-END;
 
 DROP TRIGGER IF EXISTS trg_kv_prompts_fts_delete;
 CREATE TRIGGER trg_kv_prompts_fts_delete AFTER DELETE ON kv

@@ -179,3 +179,19 @@ def test_syntax_heavy_text_never_raises(prompt: str) -> None:
     for syntax in ("a1111", "novelai", "compel"):
         for token in tokenize(prompt, syntax=syntax):  # type: ignore[arg-type]
             assert token.t_raw
+
+
+# The fast path (cut at top-level commas, cache per piece) must give exactly what the
+# character-level tokenizer gives over the whole prompt.
+_SYNTAX_HEAVY = st.lists(
+    st.sampled_from([*"ab c,\n\r()[]{}<>:|\\+-.0123456789_", " BREAK ", " AND ", "::"]),
+    max_size=40,
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(prompt=_SYNTAX_HEAVY, syntax=st.sampled_from(["a1111", "novelai", "compel"]))
+def test_cut_and_cached_tokenizing_equals_whole_prompt_tokenizing(prompt: str, syntax: str) -> None:
+    from aimeta.tokens import _tokenize_whole
+
+    assert tokenize(prompt, syntax=syntax) == _tokenize_whole(prompt, syntax)  # type: ignore[arg-type]

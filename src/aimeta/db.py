@@ -209,6 +209,12 @@ def store_image(
         "INSERT INTO kv (image_id, key, value) VALUES (?, ?, ?)",
         [(ident, key, value) for key, value in kv_rows.items()],
     )
+    if record.prompt is not None or record.negative_prompt is not None:
+        # One full-text row per image (see prompts_fts in schema.sql).
+        conn.execute(
+            "INSERT INTO prompts_fts (rowid, prompt, negative_prompt) VALUES (?, ?, ?)",
+            (ident, record.prompt, record.negative_prompt),
+        )
     conn.executemany(
         "INSERT INTO tokens (image_id, side, position, t_raw, t_norm, weight)"
         " VALUES (?, ?, ?, ?, ?, ?)",

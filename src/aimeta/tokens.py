@@ -27,6 +27,7 @@ syntax removed, escapes resolved, underscores as spaces and whitespace collapsed
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 import re
@@ -397,6 +398,65 @@ def tokenize(prompt: str, *, syntax: Syntax = "a1111") -> list[Token]:
 
     Returns tokens numbered from 0 in prompt order; empty tokens are dropped. Never raises.
     """
+    if not prompt:
+        return []
+    segments = _top_level_segments(prompt, syntax)
+    if segments is None:
+        return _tokenize_whole(prompt, syntax)
+    tokens: list[Token] = []
+    for segment in segments:
+        for raw, norm, weight in _segment_tokens(segment, syntax):
+            tokens.append(Token(len(tokens), raw, norm, weight))
+    return tokens
+
+
+# Characters that open and close groups in any of the syntaxes.
+_OPENERS = {"(": ")", "[": "]", "{": "}", "<": ">"}
+_CLOSERS = frozenset(_OPENERS.values())
+_STRUCTURE = re.compile(r"[()\[\]{}<>\\,\n\r]")
+
+
+def _top_level_segments(prompt: str, syntax: Syntax) -> list[str] | None:
+    """``prompt`` cut at the commas and newlines outside every bracket, or None when it cannot
+    be cut safely (a stray closing bracket, NovelAI ``::`` weights that span commas).
+
+    Tokens never span such a cut, so each piece can be tokenized on its own — and the pieces
+    repeat across prompts (``masterpiece``, ``best quality``), which the cache exploits.
+    """
+    if syntax == "novelai" and "::" in prompt:
+        return None
+    segments: list[str] = []
+    expected: list[str] = []  # the closing bracket each open group waits for
+    start = 0
+    escaped_at = -2
+    # Only brackets, escapes and separators matter: visit those, not every character.
+    for match in _STRUCTURE.finditer(prompt):
+        index = match.start()
+        char = prompt[index]
+        if escaped_at == index - 1:
+            escaped_at = -2  # this character is escaped: plain text
+        elif char == "\\":
+            escaped_at = index
+        elif char in _OPENERS:
+            expected.append(_OPENERS[char])
+        elif char in _CLOSERS:
+            if not expected or expected[-1] != char:
+                return None  # stray or crossed brackets: leave it to the full scanner
+            expected.pop()
+        elif not expected:
+            segments.append(prompt[start:index])
+            start = index + 1
+    segments.append(prompt[start:])
+    return segments
+
+
+@functools.lru_cache(maxsize=65_536)
+def _segment_tokens(segment: str, syntax: Syntax) -> tuple[tuple[str, str, float], ...]:
+    return tuple((t.t_raw, t.t_norm, t.weight) for t in _tokenize_whole(segment, syntax))
+
+
+def _tokenize_whole(prompt: str, syntax: Syntax) -> list[Token]:
+    """The character-level tokenizer over a whole prompt (the reference implementation)."""
     if not prompt:
         return []
     scanner = _Scanner(prompt, syntax)

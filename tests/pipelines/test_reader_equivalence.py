@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import samples_dir
 
 from aimeta import db
 from aimeta.pipelines import dump, ingest
+from conftest import samples_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))

@@ -11,16 +11,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 
 from aimeta import events, settings
 from aimeta.cli.common import app, handle_errors, progress_events, stderr, stdout
-from aimeta.pipelines import doctor as doctor_pipeline
-from aimeta.pipelines import rate as rate_pipeline
 from aimeta.rating.answer import CRITERIA
+
+if TYPE_CHECKING:
+    from aimeta.pipelines import rate as rate_pipeline
 
 
 @app.command()
@@ -119,6 +120,9 @@ def rate(
             "max_tokens": max_tokens,
         }
     )
+    # Imported here, not at start-up: rating pulls in Pillow, httpx and pandas.
+    from aimeta.pipelines import rate as rate_pipeline
+
     options = rate_pipeline.RateOptions(
         folder=folder,
         xmp=xmp,
@@ -158,6 +162,8 @@ def doctor(
     Example: aimeta doctor --api-url http://localhost:1234/v1
     """
     config = settings.resolve({"api_urls": tuple(api_url or ()), "model": model, "db": db_path})
+    from aimeta.pipelines import doctor as doctor_pipeline
+
     checks = doctor_pipeline.run(config)
     if as_json:
         stdout.print_json(json.dumps([check.to_dict() for check in checks]))

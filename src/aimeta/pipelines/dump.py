@@ -33,7 +33,6 @@ from aimeta.files import FoundFile, find_images
 from aimeta.readers.exiftool import ExifToolPool
 from aimeta.readers.fields import text_fields
 from aimeta.readers.native import NativeReadError, read_native
-from aimeta.readers.stealth import read_stealth
 
 READERS = ("auto", "native", "exiftool")
 NATIVE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
@@ -195,6 +194,9 @@ def _finish(line: dict[str, Any], item: _Pending, sha256: bool) -> None:
         if path.suffix.lower() == ".png" and not (
             _GENERATION_FIELDS & text_fields(line["tags"]).keys()
         ):
+            # Imported here: Pillow costs ~0.1 s at start-up and is rarely needed.
+            from aimeta.readers.stealth import read_stealth
+
             stealth = read_stealth(path)
             if stealth:
                 line["tags"]["AIMETA:StealthPNGInfo"] = stealth

@@ -1,18 +1,18 @@
 """records.jsonl / records.csv: one record per image, written from the database.
 
 Written from the database (not from the run), so they always show everything ingested so far.
-Both are replaced atomically: a failure leaves the previous file as it was.
+Both are streamed and replaced atomically: a failure leaves the previous file as it was.
 """
 
 from __future__ import annotations
 
+import csv
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pandas as pd
 
 from aimeta.files import atomic_write
 
@@ -72,19 +72,29 @@ def write_jsonl(conn: sqlite3.Connection, path: Path) -> int:
 
 
 def write_csv(conn: sqlite3.Connection, path: Path) -> int:
-    """Write the core parameters, LoRAs and other parameters as a CSV (UTF-8, header row)."""
-    rows = []
-    for record in iter_records(conn):
-        resources = record.pop("resources")
-        params = record.pop("params")
-        record["loras"] = "; ".join(
-            f"{r['name']}:{r['weight']:g}" if r["weight"] is not None else r["name"]
-            for r in resources
-            if r["kind"] == "lora"
-        )
-        record["other_params"] = orjson.dumps(params).decode() if params else ""
-        rows.append(record)
-    frame = pd.DataFrame(rows, columns=None if rows else ["path"])
+    """Write the core parameters, LoRAs and other parameters as a CSV (UTF-8, header row).
+
+    Streamed row by row with the csv module, so memory stays flat however many images there
+    are (the ratings CSV, which is rewritten in place, is the one that goes through pandas).
+    """
+    columns = ["path", "key", "generator", "width", "height", "sha256", *CORE_KEYS]
+    count = 0
     with atomic_write(path) as out:
-        frame.to_csv(out, index=False)
-    return len(rows)
+        writer = csv.writer(out)
+        writer.writerow([*columns, "loras", "other_params"])
+        for record in iter_records(conn):
+            loras = "; ".join(
+                f"{r['name']}:{r['weight']:g}" if r["weight"] is not None else r["name"]
+                for r in record["resources"]
+                if r["kind"] == "lora"
+            )
+            params = record["params"]
+            writer.writerow(
+                [
+                    *("" if record[name] is None else record[name] for name in columns),
+                    loras,
+                    orjson.dumps(params).decode() if params else "",
+                ]
+            )
+            count += 1
+    return count

@@ -22,9 +22,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from aimeta import db, events
@@ -35,10 +34,12 @@ from aimeta.civitai import (
     version_id_of_ref,
     versions_from_api,
 )
-from aimeta.civitai_api import CivitaiClient, CivitaiUnreachable
 from aimeta.errors import InputError
 from aimeta.resource_names import HASH_NAME_PREFIX, hash_type, normalize_hash
 from aimeta.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 STAGE = "resolve"
 BATCH_SIZE = 500
@@ -337,6 +338,9 @@ def _lookup_online(
     questions = [q for q in questions if not _asked(conn, *q)]
     if not questions:
         return
+    # Imported here: httpx is only needed for --online.
+    from aimeta.civitai_api import CivitaiClient, CivitaiUnreachable
+
     on_event(events.Started("civitai", total=len(questions)))
     with CivitaiClient(
         settings.civitai_base_url,
