@@ -84,6 +84,12 @@ def main() -> int:
                 f"({rated / seconds:5.2f} images/s); rating phase {rating_phase:6.2f} s "
                 f"({rated / rating_phase:5.2f} images/s)"
             )
+        ideal = args.slots / args.latency
+        best = args.images / timings[4][0]
+        print(
+            f"--workers 4 reached {best:.2f} images/s = {100 * best / ideal:.0f} % of the ideal "
+            f"K/L = {args.slots}/{args.latency} s = {ideal:.2f} images/s"
+        )
         speedup = timings[1][0] / timings[4][0]
         phase_speedup = timings[1][1] / timings[4][1]
         print(
