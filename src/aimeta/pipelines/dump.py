@@ -32,7 +32,7 @@ from aimeta.errors import AimetaError, OutputError, UsageError
 from aimeta.files import FoundFile, find_images
 from aimeta.readers.exiftool import ExifToolPool
 from aimeta.readers.fields import text_fields
-from aimeta.readers.native import NativeReadError, read_native
+from aimeta.readers.native import MAX_TEXT_BYTES, NativeReadError, NativeTooLarge, read_native
 
 READERS = ("auto", "native", "exiftool")
 NATIVE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
@@ -218,7 +218,8 @@ def _read_native_batch(
         try:
             line["tags"] = read_native(item.found.path)
         except NativeReadError as exc:
-            if fallback is not None:
+            # An oversized block (a zip bomb) is not retried: ExifTool would inflate it all.
+            if fallback is not None and not isinstance(exc, NativeTooLarge):
                 fallback.append(item)
                 continue
             line["error"] = exc.message
@@ -244,7 +245,7 @@ def _exiftool_lines(
             line["error"] = answer
         else:
             answer.pop("SourceFile", None)
-            line["error"] = _not_an_image(answer)
+            line["error"] = _not_an_image(answer) or _too_large(answer)
             if line["error"] is None:
                 line["tags"] = answer
                 warning = str(answer.get("ExifTool:Warning", ""))
@@ -259,6 +260,15 @@ def _exiftool_lines(
 
 # ExifTool warnings that mean the file is damaged (its metadata may still be complete).
 _DAMAGE = re.compile(r"corrupt|truncat|unexpected end|bad .* (chunk|segment)|missing", re.I)
+
+
+def _too_large(tags: dict[str, Any]) -> str | None:
+    """A reason when a text value is over the native reader's limit (a zTXt zip bomb): such a
+    value would cost minutes and gigabytes in ingest, so the file is an error for both readers."""
+    for name, value in tags.items():
+        if isinstance(value, str) and len(value) > MAX_TEXT_BYTES:
+            return f"{name} holds {len(value):,} characters, more than aimeta reads"
+    return None
 
 
 def _not_an_image(tags: dict[str, Any]) -> str | None:

@@ -89,6 +89,13 @@ class NativeReadError(InputError):
     """The file's PNG, JPEG or WebP structure is broken; its metadata could not be read."""
 
 
+class NativeTooLarge(NativeReadError):
+    """A text, EXIF or XMP block of the file is larger than aimeta reads (a zip bomb or a lie).
+
+    Callers should not hand such a file to another reader: ExifTool would inflate it in full.
+    """
+
+
 Tags = dict[str, Any]
 
 
@@ -267,7 +274,7 @@ def _inflate(data: bytes, what: str) -> bytes | None:
     except zlib.error:
         return None
     if len(text) > MAX_TEXT_BYTES:
-        raise NativeReadError(f"{what} inflates to more than {MAX_TEXT_BYTES} bytes")
+        raise NativeTooLarge(f"{what} inflates to more than {MAX_TEXT_BYTES} bytes")
     return text if inflater.eof else None
 
 
@@ -475,7 +482,7 @@ def _read_png(source: _Source) -> Tags:
         elif chunk_type in _PNG_TEXT or chunk_type == b"eXIf":
             cap = MAX_TEXT_BYTES if chunk_type != b"eXIf" else MAX_EXIF_BYTES
             if length > cap:
-                raise NativeReadError(f"PNG {chunk_type.decode()} chunk of {length} bytes")
+                raise NativeTooLarge(f"PNG {chunk_type.decode()} chunk of {length} bytes")
             if after_data:
                 _warn(
                     tags,
@@ -605,7 +612,7 @@ def _read_webp(source: _Source) -> Tags:
                 _webp_size(tags, (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
         elif chunk_type in (b"EXIF", b"XMP "):
             if length > MAX_EXIF_BYTES:
-                raise NativeReadError(f"WebP {chunk_type.decode().strip()} chunk of {length} bytes")
+                raise NativeTooLarge(f"WebP {chunk_type.decode().strip()} chunk of {length} bytes")
             data = source.read(position + 8, length)
             if chunk_type == b"EXIF":
                 if data.startswith(_EXIF_HEADER):
