@@ -255,9 +255,12 @@ def record_error(conn: sqlite3.Connection, path: str, stage: str, reason: str) -
     )
 
 
-def clear_errors(conn: sqlite3.Connection, paths: Iterable[str], stage: str) -> None:
-    """Forget earlier failures of ``paths`` in ``stage`` (they have now succeeded)."""
-    conn.executemany("DELETE FROM errors WHERE path = ? AND stage = ?", [(p, stage) for p in paths])
+def clear_errors(conn: sqlite3.Connection, paths: Iterable[str], *stages: str) -> None:
+    """Forget earlier failures of ``paths`` in ``stages`` (they have now succeeded)."""
+    conn.executemany(
+        "DELETE FROM errors WHERE path = ? AND stage = ?",
+        [(path, stage) for path in paths for stage in stages],
+    )
 
 
 def summary(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -127,39 +127,33 @@ def _batches(
             yield batch, position
 
 
-def _ingest_line(
-    conn: sqlite3.Connection, line: dict[str, Any] | str, result: IngestResult
-) -> None:
-    if isinstance(line, str):
-        _fail(conn, result, f"<line {result.lines + 1}>", "dump", f"not a JSON object: {line[:80]}")
-        return
-    path = str(line.get("path") or "")
-    if line.get("error"):
-        _fail(conn, result, path, "read", str(line["error"]))
-        return
-    tags = line.get("tags") or {}
-    fields = text_fields(tags)
+@dataclass
+class _Parsed:
+    """One file made ready for the database: what to store and what to record as errors."""
+
+    image: dict[str, Any]
+    record: Record
+    tokens: list[tuple[str, Token]]
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (stage, reason)
+
+
+def _parse(line: dict[str, Any], fields: dict[str, str], size: tuple[int, int] | None) -> _Parsed:
+    """Parse one file's text fields (pure: no I/O), ready for :func:`_store`."""
+    path = str(line["path"])
+    errors: list[tuple[str, str]] = []
     try:
         record = parse_fields(fields)
     except Exception as exc:  # a parser bug must cost one file, not the run
         record = Record(generator="unknown", warnings=[f"parser failed: {exc!r}"])
-        db.record_error(conn, path, "ingest", f"parser failed: {exc!r}")
-        result.failures.append((path, f"parser failed: {exc!r}"))
+        errors.append(("ingest", f"parser failed: {exc!r}"))
     else:
         reason = _unparsed_reason(record, fields)
         if reason:
             record = Record(generator="unknown", warnings=[reason])
-            db.record_error(conn, path, "ingest", reason)
-            result.failed += 1
-            result.failures.append((path, reason))
-        else:
-            db.clear_errors(conn, [path], "ingest")
+            errors.append(("ingest", reason))
     if line.get("warnings"):
         # Damaged but readable: the metadata is stored and the damage is on record.
-        _fail(conn, result, path, "read", "; ".join(map(str, line["warnings"])))
-    else:
-        db.clear_errors(conn, [path], "read")
-    size = pixel_size(tags)
+        errors.append(("read", "; ".join(map(str, line["warnings"]))))
     image = {
         "key": line["key"],
         "path": path,
@@ -175,9 +169,33 @@ def _ingest_line(
         "raw": fields,
         "parser_version": PARSER_VERSION,
     }
-    db.store_image(conn, image, record, prompt_tokens(record))
+    return _Parsed(image, record, prompt_tokens(record), errors)
+
+
+def _store(conn: sqlite3.Connection, parsed: _Parsed, result: IngestResult) -> None:
+    """Replace the image's rows and bring its error rows up to date."""
+    path = parsed.image["path"]
+    failed_stages = {stage for stage, _reason in parsed.errors}
+    for stage, reason in parsed.errors:
+        _fail(conn, result, path, stage, reason)
+    db.clear_errors(conn, [path], *({"ingest", "read"} - failed_stages))
+    db.store_image(conn, parsed.image, parsed.record, parsed.tokens)
     result.stored += 1
-    result.by_generator[record.generator] = result.by_generator.get(record.generator, 0) + 1
+    generator = parsed.record.generator
+    result.by_generator[generator] = result.by_generator.get(generator, 0) + 1
+
+
+def _ingest_line(
+    conn: sqlite3.Connection, line: dict[str, Any] | str, result: IngestResult
+) -> None:
+    if isinstance(line, str):
+        _fail(conn, result, f"<line {result.lines + 1}>", "dump", f"not a JSON object: {line[:80]}")
+        return
+    if line.get("error"):
+        _fail(conn, result, str(line.get("path") or ""), "read", str(line["error"]))
+        return
+    tags = line.get("tags") or {}
+    _store(conn, _parse(line, text_fields(tags), pixel_size(tags)), result)
 
 
 def _fail(
@@ -249,42 +267,11 @@ def reparse(
                     "reader": row[11],
                     "tags": {},
                 }
-                _store_parsed(conn, line, fields, (row[9], row[10]), result)
+                size = (row[9], row[10]) if row[9] is not None else None
+                _store(conn, _parse(line, fields, size), result)
         last_id = rows[-1][0]
         result.lines += len(rows)
         on_event(events.Progress("reparse", advance=len(rows)))
     on_event(events.Finished("reparse"))
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _store_parsed(
-    conn: sqlite3.Connection,
-    line: dict[str, Any],
-    fields: dict[str, str],
-    size: tuple[int | None, int | None],
-    result: IngestResult,
-) -> None:
-    path = str(line["path"])
-    try:
-        record = parse_fields(fields)
-    except Exception as exc:  # a parser bug must cost one file, not the run
-        record = Record(generator="unknown", warnings=[f"parser failed: {exc!r}"])
-    image = {
-        "key": line["key"],
-        "path": path,
-        "root": line.get("root"),
-        "file_name": Path(path).name,
-        "ext": Path(path).suffix.lower().lstrip(".") or None,
-        "size": line.get("size"),
-        "mtime_ns": line.get("mtime_ns"),
-        "sha256": line.get("sha256"),
-        "width": size[0],
-        "height": size[1],
-        "reader": line.get("reader"),
-        "raw": fields,
-        "parser_version": PARSER_VERSION,
-    }
-    db.store_image(conn, image, record, prompt_tokens(record))
-    result.stored += 1
-    result.by_generator[record.generator] = result.by_generator.get(record.generator, 0) + 1
