@@ -148,15 +148,18 @@ def integrity_ok(database: Path) -> None:
 
 # Columns that hold the time of a run: left out when two databases are compared.
 TIME_COLUMNS = frozenset(
-    {"ingested_at", "rated_at", "at", "duration_s", "created_at", "updated_at", "fetched_at"}
+    {"ingested_at", "rated_at", "at", "duration_s", "updated_at", "asked_at", "first_used"}
 )
 
 
 def table_dump(
-    database: Path, replace: tuple[str, str] | None = None
+    database: Path,
+    replace: tuple[str, str] | None = None,
+    only: frozenset[str] | None = None,
 ) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table (time columns left out, rows sorted); ``replace`` rewrites a
-    path prefix in text values so two copies of one folder compare equal."""
+    """Every row of every table (or of the tables in ``only``), time columns left out, rows
+    sorted; ``replace`` rewrites a path prefix in text values so two copies of one folder
+    compare equal."""
     dump: dict[str, list[tuple[Any, ...]]] = {}
     with sqlite3.connect(database) as conn:
         tables = [
@@ -167,6 +170,8 @@ def table_dump(
             )
         ]
         for table in sorted(tables):
+            if only is not None and table not in only:
+                continue
             names = [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]
             kept = [name for name in names if name not in TIME_COLUMNS]
             columns = ", ".join(f'"{name}"' for name in kept)
@@ -180,3 +185,17 @@ def table_dump(
             dump[table] = sorted(rows, key=repr)
     conn.close()
     return dump
+
+
+def make_photos(folder: Path, count: int, size: tuple[int, int] = (48, 32)) -> list[Path]:
+    """``count`` small images of different colours, JPEG and PNG alternating."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        colour = ((37 * index) % 256, (91 * index + 40) % 256, (53 * index + 90) % 256)
+        path = folder / (f"img{index:03d}.jpg" if index % 2 == 0 else f"img{index:03d}.png")
+        Image.new("RGB", size, colour).save(path)
+        paths.append(path)
+    return paths
