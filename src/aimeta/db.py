@@ -163,9 +163,12 @@ def store_image(
     """
     ident = image_id(image["key"])
     generator = record.generator if record else image.get("generator", "none")
-    conn.execute("DELETE FROM kv WHERE image_id = ?", (ident,))
-    conn.execute("DELETE FROM tokens WHERE image_id = ?", (ident,))
-    conn.execute("DELETE FROM resources WHERE image_id = ?", (ident,))
+    if conn.execute("SELECT 1 FROM images WHERE id = ?", (ident,)).fetchone():
+        # Only an image seen before has rows to replace (the deletes cost ~0.2 ms each even
+        # when they find nothing, because of the full-text trigger on kv).
+        conn.execute("DELETE FROM kv WHERE image_id = ?", (ident,))
+        conn.execute("DELETE FROM tokens WHERE image_id = ?", (ident,))
+        conn.execute("DELETE FROM resources WHERE image_id = ?", (ident,))
     conn.execute(
         """INSERT INTO images (id, key, path, root, file_name, ext, size, mtime_ns, sha256,
                width, height, generator, reader, raw_json, extra_json, warnings_json,
