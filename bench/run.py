@@ -116,14 +116,14 @@ def main() -> None:
         (
             "`aimeta all` (default reader: native for PNG/JPEG/WebP)",
             f"{default:.2f} s ({n / default:,.0f} files/s)",
-            f"{bare / default:.1f}× faster than bare ExifTool",
+            f"{bare / default:.1f}× the speed of bare ExifTool",
         )
     )
     rows.append(
         (
             "`aimeta all --reader exiftool`",
             f"{by_exiftool:.2f} s ({n / by_exiftool:,.0f} files/s)",
-            f"{bare / by_exiftool:.2f}× faster than bare ExifTool",
+            f"{bare / by_exiftool:.2f}× the speed of bare ExifTool",
         )
     )
     rows.append(
@@ -168,9 +168,10 @@ def main() -> None:
         sys.stdout.flush()
         subprocess.run([sys.executable, str(HERE / "query_bench.py")], check=False)
     if not args.skip_rate:
-        print("\n### `aimeta rate` throughput (bench/rate_throughput.py)\n")
+        print("\n### `aimeta rate` throughput (bench/rate_throughput.py)\n\n```")
         sys.stdout.flush()
         subprocess.run([sys.executable, str(HERE / "rate_throughput.py")], check=False)
+        print("```")
 
 
 if __name__ == "__main__":
