@@ -132,12 +132,11 @@ def test_rate_on_the_folder_of_a_running_web_job(
     make_photos: Callable[[Path, int], list[Path]],
     wait_for_end: Callable[..., Any],
 ) -> None:
-    """Two writers on one folder and database: both end, nothing is corrupted, and whatever
-    the CSV of the writer that flushed last lacks, the next run restores from the database
-    without asking the model again."""
+    """Two writers on one folder: the second stops at once with a clear message (the folder
+    lock), the first finishes; nothing is corrupted and no image is asked twice."""
     folder = tmp_path / "shared"
     make_photos(folder, 10)
-    with serve(latency=0.15, slots=4) as server:
+    with serve(latency=0.4, slots=4) as server:
         settings = make_settings(server.base_url, workers=2)
         client = make_client(settings)
         assert client.post("/start_processing", json={"folder": str(folder)}).status_code == 200
@@ -152,11 +151,15 @@ def test_rate_on_the_folder_of_a_running_web_job(
         command += [server.base_url, "-w", "2", "--quiet"]
         cli = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=60)
         status = wait_for_end(client, timeout=30)
-        assert cli.returncode == 0, cli.stderr
+        # The web job normally still runs when the command starts; if it was quicker, the
+        # command finds everything rated.
+        if cli.returncode != 0:
+            assert cli.returncode == 1, cli.stderr
+            assert "is being rated by another aimeta process" in cli.stderr
         assert status["state"] == "finished", status
         assert status["counts"]["failed"] == 0
         asked = server.request_count
-        assert 10 <= asked <= 20  # an image both picked up may be asked twice, no more
+        assert asked == 10
         with sqlite3.connect(settings.db) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             rated = conn.execute("SELECT COUNT(*), COUNT(DISTINCT path) FROM ratings").fetchone()

@@ -31,6 +31,7 @@ CSV or its sidecar gets that row or sidecar written again without asking the mod
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import hashlib
 import json
 import os
@@ -49,6 +50,7 @@ import httpx
 from aimeta import db, events
 from aimeta.errors import AimetaError, ModelServerError, RatingError, UsageError
 from aimeta.files import find_images
+from aimeta.folder_lock import FolderLock
 from aimeta.imaging import CONVERTERS, IMAGE_SUFFIXES, Rendered, Renderer
 from aimeta.llm import ChatAnswer, ModelClient, ServerUnreachable
 from aimeta.rating import prompt_files
@@ -237,17 +239,21 @@ class _Job:
 
     def run(self) -> RateResult:
         started = time.monotonic()
-        try:
-            self._connect_servers()
-            self._open_outputs()
-            todo = self._select_images()
-            if self.options.dry_run:
-                self._report_dry_run(todo)
-            elif todo:
-                self._rate_all(todo)
-        finally:
-            self.result.wall_s = time.monotonic() - started
-            self._close()
+        # One writer per folder: a second job stops here at once (FolderBusy) instead of
+        # overwriting the first one's CSV rows and sidecars. A dry run writes nothing.
+        lock = contextlib.nullcontext() if self.options.dry_run else FolderLock(self.options.folder)
+        with lock:
+            try:
+                self._connect_servers()
+                self._open_outputs()
+                todo = self._select_images()
+                if self.options.dry_run:
+                    self._report_dry_run(todo)
+                elif todo:
+                    self._rate_all(todo)
+            finally:
+                self.result.wall_s = time.monotonic() - started
+                self._close()
         return self.result
 
     def _connect_servers(self) -> None:
