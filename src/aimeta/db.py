@@ -120,14 +120,20 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise _translate(exc, None) from exc
     try:
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
+    except BaseException as exc:
+        # SQLite has already rolled back by itself after a full disk or an I/O error; a
+        # second ROLLBACK would raise and hide the real reason.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise _translate(exc, None) from exc
         raise
     else:
         try:
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise _translate(exc, None) from exc
 
 
@@ -136,6 +142,8 @@ def _translate(exc: sqlite3.DatabaseError, path: Path | None) -> DatabaseError:
     where = f" ({path})" if path else ""
     if "locked" in text or "busy" in text:
         return DatabaseBusy()
+    if "disk" in text or "full" in text:
+        return DatabaseError(f"cannot write the database{where}: {text} (is the disk full?)")
     return DatabaseError(f"database error{where}: {text}")
 
 
