@@ -194,6 +194,32 @@ def main() -> None:
         {"parameters": json.dumps(fooocus), "fooocus_scheme": "fooocus"},
         size=size,
     )
+    swarm = {
+        "sui_image_params": {
+            "prompt": "a paper boat on a rainy street, reflections",
+            "negativeprompt": "blurry",
+            "model": "juggernautXL_v9",
+            "seed": 77,
+            "steps": 30,
+            "cfgscale": 6.5,
+            "sampler": "dpmpp_2m",
+            "scheduler": "karras",
+            "width": 1024,
+            "height": 1024,
+            "swarm_version": "0.9.4.0",
+        },
+        "sui_models": [
+            {"name": "juggernautXL_v9.safetensors", "param": "model", "hash": "0x" + "ab" * 32}
+        ],
+    }
+    png_with_text(HERE / "swarmui_boat.png", {"parameters": json.dumps(swarm, indent=2)}, size=size)
+    # ComfyUI's own WebP saver puts the graph in EXIF IFD0 Model as "prompt:{...}".
+    webp_with_exif(
+        HERE / "comfyui_castle.webp",
+        model="prompt:" + json.dumps(graph),
+        make="workflow:" + json.dumps(workflow),
+        size=size,
+    )
     plain_png(HERE / "photo_without_metadata.png", size=size)
 
 
