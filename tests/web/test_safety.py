@@ -74,6 +74,16 @@ ESCAPES = [
     ("ai_rating_results_test-vision-model.csv", 404),  # inside, but not an image
     ("photos/../photos/photo00.jpg", 404),  # inside after all, but no such file
     ("~/.ssh/id_rsa", 404),
+    # more variants (reliability suite): backslashes, overlong UTF-8, file URLs, //, mixes
+    ("..\\secret.jpg", 404),
+    ("..%5Csecret.jpg", 404),
+    ("%c0%ae%c0%ae/secret.jpg", 404),
+    ("file:///etc/passwd", 404),
+    ("//etc/passwd", 403),
+    ("%2e%2e/secret.jpg", 403),
+    ("./../secret.jpg", 403),
+    ("photo00.jpg/..%2f..%2fsecret.jpg", 403),
+    ("%2fetc%2fpasswd", 403),
 ]
 
 
