@@ -23,7 +23,7 @@ from typing import Any
 import aimeta.cli  # imported once, before any fork
 
 # The commands import their heavy modules lazily; import them here so every child starts warm.
-for _name in ("all", "dump", "ingest", "export", "resources", "resolve", "rate"):
+for _name in ("all", "dump", "ingest", "export", "resources", "resolve", "rate", "wildcards"):
     __import__(f"aimeta.pipelines.{_name}")
 import httpx  # noqa: E402,F401
 import pandas  # noqa: E402,F401

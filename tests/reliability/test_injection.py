@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from rel_support import run_aimeta
+from rel_support import ForkServer, run_aimeta
 
 from factory import png_with_text
 
@@ -61,11 +61,12 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("statement", WRITES)
-def test_wildcards_sql_cannot_write(database: Path, statement: str) -> None:
+def test_wildcards_sql_cannot_write(database: Path, statement: str, forkserver: ForkServer) -> None:
     tmp = database.parent
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp.iterdir()}
     sql = statement.format(tmp=tmp)
-    run = run_aimeta(["wildcards", "sql", "--db", str(database), "--sql", sql, "--out", "-"])
+    args = ["wildcards", "sql", "--db", str(database), "--sql", sql, "--out", "-"]
+    run = forkserver.run(args, database.parent)
     assert run.code in (1, 2), run.stdout + run.stderr
     assert "Error:" in run.stderr and "Traceback" not in run.stderr, run.stderr
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp.iterdir()}

@@ -106,8 +106,8 @@ def points(soak_mode: bool) -> int:
 
 @pytest.fixture(scope="module")
 def chain(soak_mode: bool) -> int:
-    """Kills per fresh copy: 5 by default (fast), 1 in a soak (every kill from scratch)."""
-    return 1 if soak_mode else 5
+    """Kills per fresh copy: 10 by default (fast), 1 in a soak (every kill from scratch)."""
+    return 1 if soak_mode else 10
 
 
 def _delays(reference_s: float, count: int, seed: int) -> list[float]:
