@@ -74,6 +74,12 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except AimetaError as exc:
             stderr.print(f"[red]Error:[/red] {exc.message}", highlight=False)
             raise typer.Exit(code=1) from exc
+        except OSError as exc:
+            # Anything the system refuses that no layer below turned into an AimetaError
+            # (e.g. the working folder was deleted): one line, not a traceback.
+            where = f" ({exc.filename})" if exc.filename else ""
+            stderr.print(f"[red]Error:[/red] {exc.strerror or exc}{where}", highlight=False)
+            raise typer.Exit(code=1) from exc
         except KeyboardInterrupt:
             stderr.print("Interrupted.")
             raise typer.Exit(code=130) from None
