@@ -408,7 +408,13 @@ def _sidecar_tags(sidecars: list[Path]) -> tuple[dict[str, Any], dict[str, Any]]
     ratings: dict[str, Any] = {}
     for item in json.loads(done.stdout):
         name = Path(item.pop("SourceFile")).name
-        darktable[name] = {k: v for k, v in item.items() if k.startswith("XMP-darktable:")}
+        # ExifTool drops empty lists such as an empty darktable:masks_history when it rewrites
+        # a sidecar (DESIGN.md: nothing darktable reads is lost), so empty values are left out.
+        darktable[name] = {
+            k: v
+            for k, v in item.items()
+            if k.startswith("XMP-darktable:") and v not in ("", [], {})
+        }
         ratings[name] = {k: v for k, v in item.items() if k in RATING_TAGS}
     return darktable, ratings
 
