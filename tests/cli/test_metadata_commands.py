@@ -95,3 +95,12 @@ def test_errors_are_one_line_with_the_right_exit_code(folder: Path) -> None:
     assert bad_reader.exit_code == 2
     no_dump = runner.invoke(app, ["ingest", "--in", "missing.jsonl"])
     assert no_dump.exit_code == 1 and "run `aimeta dump` first" in no_dump.output
+
+
+def test_all_json_summary_for_scripts(folder: Path) -> None:
+    result = CliRunner().invoke(app, ["all", "Input", "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["found"], report["read"], report["stored"]) == (3, 2, 2)
+    assert [Path(item["path"]).name for item in report["failed"]] == ["zero.png"]
+    assert report["summary"]["by_generator"] == {"a1111": 1, "none": 1}

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from aimeta import db, settings
-from aimeta.cli.common import app, handle_errors, progress_events, stderr
+from aimeta.cli.common import app, handle_errors, progress_events, stderr, stdout
 from aimeta.pipelines import all as all_pipeline
 from aimeta.pipelines import dump as dump_pipeline
 from aimeta.pipelines import export
@@ -151,6 +151,9 @@ def all_command(
     reader: str = typer.Option(None, "--reader", help=READER_HELP, show_default="auto"),
     exiftool: str = typer.Option(None, "--exiftool", help="Path of the ExifTool executable."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the result as one JSON object on stdout (for scripts)."
+    ),
 ) -> None:
     """Run the whole metadata pipeline: dump, ingest and resolve, into one folder.
 
@@ -164,9 +167,21 @@ def all_command(
         result = all_pipeline.run(
             inputs, config, recursive=recursive, force=force, on_event=on_event
         )
+    # ingest records dump's failures in the database again: count each file once.
+    failures = list(dict(result.dump.failures + result.ingest.failures).items())
+    if as_json:
+        report = {
+            "found": result.dump.found,
+            "read": result.dump.read,
+            "unchanged": result.dump.unchanged,
+            "stored": result.ingest.stored,
+            "failed": [{"path": path, "reason": reason} for path, reason in failures],
+            "seconds": round(result.dump.seconds + result.ingest.seconds, 3),
+            "database": str(result.db_path),
+            "summary": result.summary,
+        }
+        stdout.print_json(data=report)
     if not quiet:
-        # ingest records dump's failures in the database again: show each file once.
-        failures = list(dict(result.dump.failures + result.ingest.failures).items())
         _print_failures(failures)
         stderr.print(
             f"all: {result.dump.found} files found, {result.dump.read} read,"
