@@ -450,8 +450,21 @@ def _top_level_segments(prompt: str, syntax: Syntax) -> list[str] | None:
     return segments
 
 
+# A piece with none of these is plain text: one token at weight 1.0, no scanner needed (most
+# tags in real prompts). Conservative on purpose: ":" also rules out embedding: and NovelAI
+# weights, and any BREAK/AND substring sends the piece to the scanner.
+_NOT_PLAIN = {
+    "a1111": re.compile(r"[\\,\n\r()\[\]{}<>:|+]|BREAK|AND"),
+    "novelai": re.compile(r"[\\,\n\r()\[\]{}<>:|+]|BREAK|AND"),
+    "compel": re.compile(r"[\\,\n\r()\[\]{}<>:|+\-]|BREAK|AND"),
+}
+
+
 @functools.lru_cache(maxsize=65_536)
 def _segment_tokens(segment: str, syntax: Syntax) -> tuple[tuple[str, str, float], ...]:
+    if not _NOT_PLAIN[syntax].search(segment):
+        norm = normalize_text(segment)
+        return ((segment.strip(), norm, 1.0),) if norm else ()
     return tuple((t.t_raw, t.t_norm, t.weight) for t in _tokenize_whole(segment, syntax))
 
 
