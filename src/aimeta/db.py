@@ -62,7 +62,6 @@ def connect(path: Path | str, *, schema: Path | None = None) -> sqlite3.Connecti
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != fingerprint:
             with transaction(conn):
-                _migrate(conn, version)
                 for statement in _statements(script):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {fingerprint}")
@@ -84,11 +83,6 @@ def _statements(script: str) -> Iterator[str]:
             if statement.upper().startswith("PRAGMA"):
                 continue  # pragmas are set by connect(), outside the transaction
             yield statement
-
-
-def _migrate(conn: sqlite3.Connection, from_version: int) -> None:
-    """Changes the idempotent schema script cannot make by itself (none needed yet)."""
-    del conn, from_version
 
 
 def open_readonly(path: Path | str) -> sqlite3.Connection:

@@ -85,6 +85,17 @@ def _walk(
             dirs.clear()
 
 
+def _read_umask() -> int:
+    # os.umask can only be read by setting it: done once, at import, while no other thread
+    # can create a file under the temporary value.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextmanager
 def atomic_write(path: Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[str]]:
     """Write to a temporary file next to ``path`` and rename it over ``path`` at the end.
@@ -104,9 +115,7 @@ def atomic_write(path: Path, mode: str = "w", encoding: str | None = "utf-8") ->
             out.flush()
             os.fsync(out.fileno())
         # mkstemp creates the file private (0600); give it the permissions of a normal file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
+        os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
     except BaseException as exc:
         Path(temporary).unlink(missing_ok=True)

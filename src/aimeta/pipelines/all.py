@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,12 +59,10 @@ def run(
     return AllResult(dumped, ingested, summary, settings.db, exported)
 
 
-def _resolve(conn: Any, on_event: events.OnEvent) -> None:
-    """Apply the stored model-version mappings (the resolve step; nothing to do without any)."""
-    try:
-        from aimeta.pipelines import resolve
-    except ImportError:
-        return
-    apply = getattr(resolve, "apply_mappings", None)
-    if apply is not None:
-        apply(conn, on_event=on_event)
+def _resolve(conn: sqlite3.Connection, on_event: events.OnEvent) -> None:
+    """Apply the stored model-version mappings (the resolve step; nothing to do without any).
+
+    Imported here: resolve brings the Civitai client along, which the re-run does not need."""
+    from aimeta.pipelines import resolve
+
+    resolve.apply_mappings(conn, on_event=on_event)

@@ -35,6 +35,8 @@ from aimeta.readers.fields import text_fields
 from aimeta.readers.native import MAX_TEXT_BYTES, NativeReadError, NativeTooLarge, read_native
 
 READERS = ("auto", "native", "exiftool")
+# Every dump file starts with a header line beginning with these bytes (ingest skips it).
+HEADER_PREFIX = b'{"aimeta_dump"'
 NATIVE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 # Text fields that mean "this PNG carries generation metadata"; a PNG with none of them may
 # hide its infotext in the alpha channel (A1111 stealth pnginfo).

@@ -22,6 +22,7 @@ import orjson
 from aimeta import db, events
 from aimeta.errors import InputError
 from aimeta.parsers import PARSER_VERSION, parse_fields
+from aimeta.pipelines.dump import HEADER_PREFIX
 from aimeta.readers.fields import pixel_size, text_fields
 from aimeta.record import Record
 from aimeta.tokens import Token, tokenize
@@ -94,7 +95,7 @@ def _count_lines(source: Path, offset: int) -> int:
     count = 0
     with source.open("rb") as handle:
         handle.seek(offset)
-        header = handle.read(len(_HEADER)) == _HEADER
+        header = handle.read(len(HEADER_PREFIX)) == HEADER_PREFIX
         handle.seek(offset)
         while block := handle.read(1 << 20):
             count += block.count(b"\n")
@@ -106,9 +107,6 @@ def _stored_offset(conn: sqlite3.Connection, source_key: str, identity: str) -> 
         "SELECT identity, offset FROM ingest_progress WHERE source = ?", (source_key,)
     ).fetchone()
     return int(row[1]) if row and row[0] == identity else 0
-
-
-_HEADER = b'{"aimeta_dump"'
 
 
 def _batches(
@@ -127,10 +125,10 @@ def _batches(
             if not raw.endswith(b"\n"):
                 break
             position += len(raw)
+            if raw.startswith(HEADER_PREFIX):
+                continue
             try:
                 parsed = orjson.loads(raw)
-                if isinstance(parsed, dict) and "aimeta_dump" in parsed:
-                    continue  # the header line
                 batch.append(
                     parsed if isinstance(parsed, dict) else raw[:200].decode(errors="replace")
                 )
