@@ -18,6 +18,7 @@ An unknown name is returned as a lower-snake version of itself, never ``None``.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _SAMPLER_ALIASES = {
     "euler_a": "euler_ancestral",
@@ -92,6 +93,9 @@ _SCHEDULER_SUFFIXES = (
 )
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
+# Every parsed file normalises its sampler and scheduler, and a collection names only a few
+# dozen distinct ones, so the results are cached (bounded: the names come from the files).
+_CACHE_SIZE = 1024
 
 
 def snake(name: str) -> str:
@@ -100,6 +104,7 @@ def snake(name: str) -> str:
     return _NON_WORD.sub("_", text).strip("_")
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def normalize_sampler(name: str) -> tuple[str | None, str | None]:
     """``(sampler_norm, scheduler_norm)`` for a sampler name as any UI writes it.
 
@@ -124,6 +129,7 @@ def normalize_sampler(name: str) -> tuple[str | None, str | None]:
     return _SAMPLER_ALIASES.get(key, key), scheduler
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def normalize_scheduler(name: str) -> str | None:
     """Canonical scheduler id (``Karras`` -> ``karras``, ``Align Your Steps`` ->
     ``align_your_steps``, A1111's ``DDIM`` schedule -> ``ddim_uniform``); ``None`` when empty."""

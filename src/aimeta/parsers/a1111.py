@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from aimeta.parsers import ParserInfo
@@ -32,6 +33,10 @@ from aimeta.tokens import prompt_resources
 _SOURCE_FIELDS = ("parameters", "usercomment", "stealth_png_info")
 
 _KEY = re.compile(r"\s*(\w[\w \-/]+):\s*")
+# The common pair in one match: _KEY and a plain value up to the next comma. The lookahead
+# refuses a value starting with a quote or bracket (and, as \s* backtracks, with a space), so
+# those pairs take the general path in parse_pairs.
+_PLAIN_PAIR = re.compile(r"\s*(\w[\w \-/]+):\s*(?![\s\"{\[])([^,]*)")
 _NEGATIVE_LABEL = "Negative prompt:"
 _TEMPLATE_LABELS = (("Negative Template:", "negative_template"), ("Template:", "template"))
 # At least one of these must be on the parameter line, so any text with three colons is not
@@ -64,8 +69,16 @@ _BUILTIN_UPSCALERS = ("latent", "none", "lanczos", "nearest")
 _BRACKET_HASH = re.compile(r"^(.*?)\s*\[([0-9a-fA-F]{6,})\]\s*$")
 _PAREN_HASH = re.compile(r"^(.*?)\s*\(([0-9a-fA-F]{6,})\)\s*$")
 _NON_WORD = re.compile(r"[^0-9a-z]+")
+_ADETAILER_MODEL = re.compile(r"adetailer model(?: \d+\w*)?")
+_CONTROLNET_UNIT = re.compile(r"controlnet(?: \d+)?")
+_ADDNET_MODEL = re.compile(r"addnet model (\d+)")
+_FORGE_VERSION = re.compile(r"f\d")
+_A1111_VERSION = re.compile(r"v\d")
 
 
+# Infotext keys repeat from file to file (Steps, ADetailer model, ...); the cache is bounded
+# because the keys come from untrusted text.
+@lru_cache(maxsize=4096)
 def _snake_key(key: str) -> str:
     return _NON_WORD.sub("_", key.lower()).strip("_")
 
@@ -130,6 +143,12 @@ def parse_pairs(line: str) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     pos = 0
     while pos < len(line):
+        plain = _PLAIN_PAIR.match(line, pos)
+        if plain is not None:
+            # Same result as the general path below for an unquoted value, in one match.
+            pairs.append((plain.group(1).strip(), plain.group(2).strip()))
+            pos = plain.end() + 1  # past the comma (or the end of the line)
+            continue
         match = _KEY.match(line, pos)
         if match is None:
             comma = line.find(",", pos)
@@ -261,14 +280,13 @@ def _add_controlnet(record: Record, key: str, value: str) -> None:
     )
 
 
-def _add_addnet(record: Record, pairs: Mapping[str, str]) -> None:
+def _add_addnet(record: Record, pairs: Mapping[str, str], lowered: Mapping[str, str]) -> None:
     """sd-webui-additional-networks: ``AddNet Model 1: name(hash)`` with its weights."""
     for key, value in pairs.items():
-        match = re.fullmatch(r"addnet model (\d+)", key.lower())
+        match = _ADDNET_MODEL.fullmatch(key.lower())
         if not match or is_empty_name(value):
             continue
         number = match.group(1)
-        lowered = {k.lower(): v for k, v in pairs.items()}
         module = lowered.get(f"addnet module {number}", "LoRA")
         if module.lower() not in ("lora", "lycoris", "lyco"):
             continue
@@ -294,22 +312,18 @@ def _ui_flavour(version: str, app: str | None) -> str | None:
     if app and "sd.next" in app.lower():
         return "sdnext"
     text = version.strip().lower()
-    if re.match(r"f\d", text):
+    if _FORGE_VERSION.match(text):
         return "forge"
     if "neo" in text:
         return "forge-neo"
     if "classic" in text:
         return "forge-classic"
-    if re.match(r"v\d", text):
+    if _A1111_VERSION.match(text):
         return "a1111"
     return None
 
 
-def _apply_params(record: Record, pairs: list[tuple[str, str]]) -> None:
-    values: dict[str, str] = {}
-    for key, value in pairs:
-        values[key] = value
-    lowered = {key.lower(): value for key, value in values.items()}
+def _apply_params(record: Record, values: Mapping[str, str], lowered: Mapping[str, str]) -> None:
     for key, value in values.items():
         low = key.lower()
         if low in ("sampler", "schedule type"):
@@ -356,8 +370,7 @@ def _apply_structures(record: Record, lowered: Mapping[str, str]) -> None:
                 record.warnings.append(f"{key.capitalize()} is not valid JSON")
 
 
-def _apply_resources(record: Record, pairs: Mapping[str, str]) -> None:
-    lowered = {key.lower(): value for key, value in pairs.items()}
+def _apply_resources(record: Record, pairs: Mapping[str, str], lowered: Mapping[str, str]) -> None:
     model, model_hash = lowered.get("model"), lowered.get("model hash")
     if model or model_hash:
         add_resource(
@@ -383,11 +396,11 @@ def _apply_resources(record: Record, pairs: Mapping[str, str]) -> None:
         add_resource(record, "upscaler", upscaler, source="Hires upscaler")
     for key, value in pairs.items():
         low = key.lower()
-        if re.fullmatch(r"adetailer model(?: \d+\w*)?", low):
+        if _ADETAILER_MODEL.fullmatch(low):
             add_resource(record, "detailer", value, source=key)
-        elif re.fullmatch(r"controlnet(?: \d+)?", low):
+        elif _CONTROLNET_UNIT.fullmatch(low):
             _add_controlnet(record, key, value)
-    _add_addnet(record, pairs)
+    _add_addnet(record, pairs, lowered)
 
 
 def _add_prompt_resources(record: Record) -> None:
@@ -417,13 +430,15 @@ def parse_infotext(text: str) -> Record | None:
         return record
     trailing = _trailing_fields(after, record)
     values = dict(pairs)
-    _apply_params(record, pairs)
+    # Keys are matched without case; a later spelling of a key wins, as in ``values``.
+    lowered = {key.lower(): value for key, value in values.items()}
+    _apply_params(record, values, lowered)
     for key, value in trailing.items():
         if value:
             record.params.setdefault(key, value)
-    _apply_structures(record, {key.lower(): value for key, value in values.items()})
+    _apply_structures(record, lowered)
     _add_prompt_resources(record)
-    _apply_resources(record, values)
+    _apply_resources(record, values, lowered)
     for resource in record.resources:
         if resource.hash and not resource.hash_type:
             resource.hash_type = hash_type(resource.hash)
