@@ -29,6 +29,7 @@ class Settings:
     exiftool: str = "exiftool"
     reader: str = "auto"
     batch_size: int = 500
+    jobs: int = 0  # worker processes for reading and parsing; 0: one per core
     # rating
     api_urls: tuple[str, ...] = (DEFAULT_API_URL,)
     api_key: str = ""

@@ -200,7 +200,9 @@ def _reference_time(server: ForkServer, runs: list[tuple[list[str], Path]]) -> f
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory, soak_mode: bool) -> Path:
     folder = tmp_path_factory.mktemp("corpus") / "Input"
-    make(200 if soak_mode else 60, folder)
+    # More files than one task of the worker processes (aimeta.pipelines.dump.CHUNK_FILES),
+    # so `all` reads, parses and stores in several steps that a kill can land between.
+    make(600 if soak_mode else 200, folder)
     return folder
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from aimeta import db, settings
+from aimeta import db, settings, workers
 from aimeta.cli.common import app, handle_errors, progress_events, stderr, stdout
 from aimeta.pipelines import all as all_pipeline
 from aimeta.pipelines import dump as dump_pipeline
@@ -94,6 +94,14 @@ def ingest(
     from_start: bool = typer.Option(
         False, "--from-start", help="Process the whole JSONL file again, not only new lines."
     ),
+    jobs: int = typer.Option(
+        None,
+        "--jobs",
+        "-j",
+        min=0,
+        help="Worker processes that read and parse (0: one per core; 1: none).",
+        show_default="0",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Parse the metadata read by `aimeta dump` into the database.
@@ -104,7 +112,7 @@ def ingest(
 
     Example: aimeta ingest --in out/exif_raw.jsonl --db out/images.db --csv out/records.csv
     """
-    config = settings.resolve({"db": db_path})
+    config = settings.resolve({"db": db_path, "jobs": jobs})
     conn = db.connect(config.db, schema=schema)
     try:
         with progress_events(quiet) as on_event:
@@ -118,6 +126,7 @@ def ingest(
                     conn,
                     batch_size=config.batch_size,
                     from_start=from_start,
+                    jobs=config.jobs or workers.default_jobs(),
                     on_event=on_event,
                 )
         if jsonl:
@@ -150,6 +159,14 @@ def all_command(
     force: bool = typer.Option(False, "--force", help="Read files again even when unchanged."),
     reader: str = typer.Option(None, "--reader", help=READER_HELP, show_default="auto"),
     exiftool: str = typer.Option(None, "--exiftool", help="Path of the ExifTool executable."),
+    jobs: int = typer.Option(
+        None,
+        "--jobs",
+        "-j",
+        min=0,
+        help="Worker processes that read and parse (0: one per core; 1: none).",
+        show_default="0",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     as_json: bool = typer.Option(
         False, "--json", help="Print the result as one JSON object on stdout (for scripts)."
@@ -162,7 +179,9 @@ def all_command(
 
     Example: aimeta all Input/
     """
-    config = settings.resolve({"out_dir": out_dir, "reader": reader, "exiftool": exiftool})
+    config = settings.resolve(
+        {"out_dir": out_dir, "reader": reader, "exiftool": exiftool, "jobs": jobs}
+    )
     with progress_events(quiet) as on_event:
         result = all_pipeline.run(
             inputs, config, recursive=recursive, force=force, on_event=on_event

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aimeta import db, events
+from aimeta import db, events, workers
 from aimeta.pipelines import dump, export, ingest
+from aimeta.pipelines.prepare import Prepared
 from aimeta.settings import Settings
 
 
@@ -32,21 +34,49 @@ def run(
     on_event: events.OnEvent = events.ignore,
 ) -> AllResult:
     """Read every image under ``inputs`` into ``settings.out_dir`` (exif_raw.jsonl, images.db,
-    records.jsonl, records.csv)."""
+    records.jsonl, records.csv).
+
+    Reading and storing overlap: worker processes read, parse and tokenize each batch of files
+    while this process appends the lines to exif_raw.jsonl and then stores their rows, with
+    the ingest position saved in the same transaction. So the files on disk are exactly what
+    ``aimeta dump`` followed by ``aimeta ingest`` would write, and a killed run resumes the
+    same way.
+    """
     out_dir = settings.out_dir
     raw = out_dir / "exif_raw.jsonl"
-    dumped = dump.run(
-        inputs,
-        raw,
-        recursive=recursive,
-        force=force,
-        reader=settings.reader,
-        exiftool=settings.exiftool,
-        on_event=on_event,
+    jobs = settings.jobs or workers.default_jobs()
+    found = dump.plan(
+        inputs, raw, recursive=recursive, force=force, reader=settings.reader, on_event=on_event
     )
     conn = db.connect(settings.db)
     try:
-        ingested = ingest.run(raw, conn, batch_size=settings.batch_size, on_event=on_event)
+        # Lines written but not stored yet (a killed run, or a separate `aimeta dump`) go
+        # first: the position saved below assumes everything before it is stored.
+        if raw.is_file():
+            ingested = ingest.run(raw, conn, batch_size=settings.batch_size, jobs=jobs)
+        else:
+            ingested = ingest.IngestResult()
+        started = time.perf_counter()
+        writer = ingest.BatchWriter(
+            conn, ingested, settings.batch_size, events.ignore, "ingest", None
+        )
+
+        def sink(prepared: list[Prepared], end: int) -> None:
+            if writer.progress is None:  # the header, and so the identity, exists now
+                writer.progress = (str(raw.resolve()), ingest.identity(raw))
+            writer.add(prepared, end)
+
+        with db.deferred_indexes(conn, ingest.is_bulk(conn, len(found.pending))):
+            dumped = dump.read(
+                found,
+                reader=settings.reader,
+                exiftool=settings.exiftool,
+                jobs=jobs,
+                sink=sink,
+                on_event=on_event,
+            )
+            writer.flush()
+        ingested.seconds += time.perf_counter() - started
         exports = (out_dir / "records.jsonl", out_dir / "records.csv")
         exported = ingested.lines > 0 or not all(path.exists() for path in exports)
         if exported:

@@ -20,19 +20,22 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from aimeta import events
+from aimeta import events, workers
 from aimeta.errors import AimetaError, OutputError, UsageError
 from aimeta.files import FoundFile, find_images
 from aimeta.readers.exiftool import ExifToolPool
 from aimeta.readers.fields import text_fields
 from aimeta.readers.native import MAX_TEXT_BYTES, NativeReadError, NativeTooLarge, read_native
+
+if TYPE_CHECKING:
+    from aimeta.pipelines.prepare import Prepared
 
 READERS = ("auto", "native", "exiftool")
 # Every dump file starts with a header line beginning with these bytes (ingest skips it).
@@ -78,6 +81,20 @@ class _Pending:
     mtime_ns: int
 
 
+@dataclass
+class Plan:
+    """The files a dump run will read: found, minus those unchanged since the last run."""
+
+    inputs: Sequence[Path]
+    out: Path | None
+    result: DumpResult
+    pending: list[_Pending]
+
+
+# Files per task handed to a worker process.
+CHUNK_FILES = 64
+
+
 def run(
     inputs: Sequence[Path],
     out: Path | None,
@@ -93,6 +110,29 @@ def run(
     stdout: IO[bytes] | None = None,
 ) -> DumpResult:
     """Read every image under ``inputs`` into the JSONL file ``out`` (``None``: ``stdout``)."""
+    found = plan(inputs, out, recursive=recursive, force=force, reader=reader, on_event=on_event)
+    return read(
+        found,
+        reader=reader,
+        exiftool=exiftool,
+        processes=processes,
+        batch_size=batch_size,
+        sha256=sha256,
+        on_event=on_event,
+        stdout=stdout,
+    )
+
+
+def plan(
+    inputs: Sequence[Path],
+    out: Path | None,
+    *,
+    recursive: bool = True,
+    force: bool = False,
+    reader: str = "auto",
+    on_event: events.OnEvent = events.ignore,
+) -> Plan:
+    """List the image files under ``inputs`` and keep those new or changed since the last run."""
     if reader not in READERS:
         raise UsageError(f"--reader must be one of {', '.join(READERS)}, not {reader!r}")
     started = time.perf_counter()
@@ -116,20 +156,55 @@ def run(
             result.unchanged += 1
             continue
         pending.append(_Pending(item, stat.st_size, stat.st_mtime_ns))
+    result.seconds = time.perf_counter() - started
+    return Plan(inputs, out, result, pending)
 
-    native, by_exiftool = _split(pending, reader)
+
+# Receives, after each write to the JSONL file, the prepared lines just written and the file
+# position after them (see ``read``'s ``sink``).
+Sink = Callable[[list["Prepared"], int], None]
+
+
+def read(
+    found: Plan,
+    *,
+    reader: str = "auto",
+    exiftool: str = "exiftool",
+    processes: int | None = None,
+    batch_size: int = 200,
+    sha256: bool = True,
+    jobs: int = 1,
+    sink: Sink | None = None,
+    on_event: events.OnEvent = events.ignore,
+    stdout: IO[bytes] | None = None,
+) -> DumpResult:
+    """Read the files of ``found`` and append their lines to its JSONL file.
+
+    The built-in reader runs on ``jobs`` worker processes. With a ``sink``, each line is also
+    prepared for the database (parsed, tokenized: :mod:`aimeta.pipelines.prepare`) and handed
+    over right after it is safely written, so ``aimeta all`` stores while it reads.
+    """
+    started = time.perf_counter()
+    result = found.result
+    native, by_exiftool = _split(found.pending, reader)
     # In auto mode a file the native reader rejects (damaged, unusual) is read again by
     # ExifTool, which recovers what it can and says what is wrong.
     retry = reader == "auto" and shutil.which(exiftool) is not None
-    with _Output(out, stdout) as output:
+    with _Output(found.out, stdout) as output:
         # Failures found while listing still get a line, so ingest records them.
-        output.write([_line_for_error(path, reason) for path, reason in result.failures], [])
-        on_event(events.Started("read", total=len(pending)))
-        for batch in _chunks(native, 500):
-            lines, fresh = _read_native_batch(batch, by_exiftool if retry else None, sha256)
-            _account(result, lines)
-            output.write(lines, fresh)
-            on_event(events.Progress("read", advance=len(batch)))
+        listing = [_line_for_error(path, reason) for path, reason in result.failures]
+        output.write(_chunk_of(listing, sink is not None), [], sink)
+        on_event(events.Started("read", total=len(found.pending)))
+        tasks = (
+            _NativeTask(batch, retry, sha256, sink is not None)
+            for batch in _chunks(native, CHUNK_FILES)
+        )
+        use = jobs if len(native) >= 2 * CHUNK_FILES else 1
+        for chunk in workers.ordered_map(_read_native_task, tasks, jobs=use):
+            by_exiftool.extend(chunk.retry)
+            _account(result, chunk.lines)
+            output.write(chunk, chunk.fresh, sink)
+            on_event(events.Progress("read", advance=len(chunk.lines)))
         if by_exiftool:
             count = processes or min(os.cpu_count() or 1, max(1, len(by_exiftool) // batch_size))
             result.exiftool_processes = count
@@ -141,12 +216,53 @@ def run(
                     index += len(answers)
                     lines, fresh = _exiftool_lines(batch, answers, sha256)
                     _account(result, lines)
-                    output.write(lines, fresh)
+                    output.write(_chunk_of(lines, sink is not None), fresh, sink)
                     on_event(events.Progress("read", advance=len(batch)))
         on_event(events.Finished("read"))
     result.failed = len(result.failures)
-    result.seconds = time.perf_counter() - started
+    result.seconds += time.perf_counter() - started
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class _NativeTask:
+    batch: list[_Pending]
+    retry: bool
+    sha256: bool
+    prepare: bool
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """Lines read from a batch of files, serialised, and (when asked) prepared for the
+    database; ``retry`` are the files the built-in reader left to ExifTool."""
+
+    payload: bytes
+    lines: list[dict[str, Any]]  # without their tags: what the run's accounting needs
+    prepared: list[Prepared] | None = None
+    fresh: list[_Pending] = field(default_factory=list)
+    retry: list[_Pending] = field(default_factory=list)
+
+
+def _read_native_task(task: _NativeTask) -> _Chunk:
+    """Read one batch with the built-in reader (runs in a worker process)."""
+    retry: list[_Pending] = []
+    lines, fresh = _read_native_batch(task.batch, retry if task.retry else None, task.sha256)
+    chunk = _chunk_of(lines, task.prepare)
+    chunk.fresh = fresh
+    chunk.retry = retry
+    return chunk
+
+
+def _chunk_of(lines: list[dict[str, Any]], prepare: bool) -> _Chunk:
+    prepared = None
+    if prepare:
+        from aimeta.pipelines.prepare import prepare_line  # only `aimeta all` parses here
+
+        prepared = [prepare_line(line) for line in lines]
+    payload = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    summary = [{k: v for k, v in line.items() if k != "tags"} for line in lines]
+    return _Chunk(payload, summary, prepared)
 
 
 def _split(pending: list[_Pending], reader: str) -> tuple[list[_Pending], list[_Pending]]:
@@ -343,8 +459,10 @@ class _Output:
             if handle is not None:
                 handle.close()
 
-    def write(self, lines: Iterable[dict[str, Any]], fresh: list[_Pending]) -> None:
-        payload = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    def write(self, chunk: _Chunk, fresh: list[_Pending], sink: Sink | None = None) -> None:
+        """Append the chunk's lines; then mark ``fresh`` as read and hand the prepared lines
+        to ``sink`` — only once the lines are safely on disk."""
+        payload = chunk.payload
         if not payload:
             return
         if self.lines is None:
@@ -357,7 +475,6 @@ class _Output:
             self.lines.write(payload)
             self.lines.flush()
             os.fsync(self.lines.fileno())
-            # Only after the data is safely on disk is the file marked as read.
             if self.seen is not None and fresh:
                 self.seen.write(
                     b"".join(
@@ -365,8 +482,11 @@ class _Output:
                     )
                 )
                 self.seen.flush()
+            end = self.lines.tell()
         except OSError as exc:
             raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
+        if sink is not None and chunk.prepared is not None:
+            sink(chunk.prepared, end)
 
 
 def _cut_partial_line(path: Path) -> None:

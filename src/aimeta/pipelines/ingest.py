@@ -9,27 +9,19 @@ generator, parse, tokenize the prompts and replace the image's rows.
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 
-from aimeta import db, events
+from aimeta import db, events, workers
 from aimeta.errors import InputError
-from aimeta.parsers import PARSER_VERSION, parse_fields
 from aimeta.pipelines.dump import HEADER_PREFIX
-from aimeta.readers.fields import pixel_size, text_fields
-from aimeta.record import Record
-from aimeta.tokens import Token, tokenize
-
-# Fields whose presence means the file was meant to carry generation metadata: if no parser
-# recognises them, that is reported as an error (e.g. invalid JSON in a ComfyUI chunk).
-_GENERATION_FIELDS = ("prompt", "workflow", "parameters", "sd-metadata", "invokeai_metadata")
+from aimeta.pipelines.prepare import CLEARED_STAGES, Prepared, prepare_fields, prepare_raw_lines
 
 
 @dataclass
@@ -44,44 +36,140 @@ class IngestResult:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
+# Lines per task handed to a worker process: big enough that sending it costs little, small
+# enough that every worker gets several.
+CHUNK_LINES = 64
+# A run this large (and at least a third of what is stored already) drops the token and kv
+# indexes and builds them again at the end (see db.deferred_indexes).
+BULK_MIN_LINES = 1000
+
+
 def run(
     source: Path,
     conn: sqlite3.Connection,
     *,
     batch_size: int = 500,
     from_start: bool = False,
+    jobs: int = 1,
     on_event: events.OnEvent = events.ignore,
 ) -> IngestResult:
-    """Ingest the new lines of the JSONL file ``source`` into the open database ``conn``."""
+    """Ingest the new lines of the JSONL file ``source`` into the open database ``conn``.
+
+    ``jobs`` worker processes parse while this process writes (1: all in this process).
+    """
     started = time.perf_counter()
     if not source.is_file():
         raise InputError(f"{source}: no such file; run `aimeta dump` first")
     result = IngestResult()
     source_key = str(source.resolve())
-    identity = _identity(source)
-    offset = 0 if from_start else _stored_offset(conn, source_key, identity)
-    size = source.stat().st_size
-    if offset > size:
+    source_id = identity(source)
+    offset = 0 if from_start else _stored_offset(conn, source_key, source_id)
+    if offset > source.stat().st_size:
         offset = 0
-    on_event(events.Started("ingest", total=_count_lines(source, offset)))
-    for batch, end in _batches(source, offset, batch_size):
-        with db.transaction(conn):
-            for line in batch:
-                _ingest_line(conn, line, result)
-            conn.execute(
-                "INSERT INTO ingest_progress (source, identity, offset) VALUES (?, ?, ?)"
-                " ON CONFLICT(source) DO UPDATE SET identity=excluded.identity,"
-                " offset=excluded.offset",
-                (source_key, identity, end),
-            )
-        result.lines += len(batch)
-        on_event(events.Progress("ingest", advance=len(batch)))
+    total = _count_lines(source, offset)
+    on_event(events.Started("ingest", total=total))
+    ends: deque[int] = deque()
+
+    def tasks() -> Iterator[list[bytes]]:
+        for lines, end in _chunks(source, offset, CHUNK_LINES):
+            ends.append(end)
+            yield lines
+
+    writer = BatchWriter(conn, result, batch_size, on_event, "ingest", (source_key, source_id))
+    with db.deferred_indexes(conn, is_bulk(conn, total)):
+        use = jobs if total >= 2 * CHUNK_LINES else 1
+        for prepared in workers.ordered_map(prepare_raw_lines, tasks(), jobs=use):
+            writer.add(prepared, ends.popleft())
+        writer.flush()
     on_event(events.Finished("ingest"))
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _identity(source: Path) -> str:
+def is_bulk(conn: sqlite3.Connection, incoming: int) -> bool:
+    """Whether ``incoming`` new images are enough to rebuild the indexes rather than update
+    them: many, and at least a third of the images stored already."""
+    if incoming < BULK_MIN_LINES:
+        return False
+    stored = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    return bool(incoming * 3 >= stored)
+
+
+class BatchWriter:
+    """Collects prepared lines and writes them a batch per transaction.
+
+    With ``progress`` = (source key, identity), the position in the JSONL file after the batch
+    is stored in the same transaction as its rows, so a killed run resumes exactly there.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        result: IngestResult,
+        batch_size: int,
+        on_event: events.OnEvent,
+        stage: str,
+        progress: tuple[str, str] | None,
+    ) -> None:
+        self.conn = conn
+        self.result = result
+        self.batch_size = batch_size
+        self.on_event = on_event
+        self.stage = stage
+        self.progress = progress
+        self.batch: list[Prepared] = []
+        self.end: int | None = None
+
+    def add(self, prepared: list[Prepared], end: int | None = None) -> None:
+        """Add prepared lines; ``end`` is the file position after the last of them."""
+        self.batch.extend(prepared)
+        self.end = end
+        if len(self.batch) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.batch and self.end is None:
+            return
+        with db.transaction(self.conn):
+            apply(self.conn, self.batch, self.result)
+            if self.progress is not None and self.end is not None:
+                self.conn.execute(
+                    "INSERT INTO ingest_progress (source, identity, offset) VALUES (?, ?, ?)"
+                    " ON CONFLICT(source) DO UPDATE SET identity=excluded.identity,"
+                    " offset=excluded.offset",
+                    (*self.progress, self.end),
+                )
+        self.result.lines += len(self.batch)
+        self.on_event(events.Progress(self.stage, advance=len(self.batch)))
+        self.batch = []
+        self.end = None
+
+
+def apply(conn: sqlite3.Connection, batch: list[Prepared], result: IngestResult) -> None:
+    """Write a batch of prepared lines (inside the caller's transaction): error rows first,
+    then every image's rows through one statement per table."""
+    outcome: dict[tuple[str, str], str | None] = {}  # (path, stage) -> reason, None = cleared
+    rows: list[db.ImageRows] = []
+    for number, item in enumerate(batch, start=result.lines + 1):
+        path = item.path if item.path is not None else f"<line {number}>"
+        for stage, reason in item.errors:
+            outcome[path, stage] = reason
+            result.failed += 1
+            result.failures.append((path, reason))
+        if item.rows is None:
+            continue
+        failed = {stage for stage, _reason in item.errors}
+        for stage in CLEARED_STAGES - failed:
+            outcome[path, stage] = None
+        rows.append(item.rows)
+        result.stored += 1
+        generator = item.generator or "none"
+        result.by_generator[generator] = result.by_generator.get(generator, 0) + 1
+    db.apply_errors(conn, outcome)
+    db.store_batch(conn, rows)
+
+
+def identity(source: Path) -> str:
     """Identifies one JSONL file by its first line (dump writes a unique header there), so a
     new file at the same path is ingested from the start."""
     with source.open("rb") as handle:
@@ -109,17 +197,13 @@ def _stored_offset(conn: sqlite3.Connection, source_key: str, identity: str) -> 
     return int(row[1]) if row and row[0] == identity else 0
 
 
-def _batches(
-    source: Path, offset: int, batch_size: int
-) -> Iterator[tuple[list[dict[str, Any] | str], int]]:
-    """Complete lines from ``offset`` on, in batches, with the offset after each batch.
-
-    A line that is not valid JSON is passed on as its text (it becomes an error row); a last
-    line without a newline is left for the next run (its writer may still be busy or killed).
-    """
+def _chunks(source: Path, offset: int, size: int) -> Iterator[tuple[list[bytes], int]]:
+    """Complete lines from ``offset`` on, ``size`` at a time, each chunk with the file position
+    after it. The header line is skipped; a last line without a newline is left for the next
+    run (its writer may still be busy, or was killed)."""
     with source.open("rb") as handle:
         handle.seek(offset)
-        batch: list[dict[str, Any] | str] = []
+        chunk: list[bytes] = []
         position = offset
         for raw in handle:
             if not raw.endswith(b"\n"):
@@ -127,125 +211,12 @@ def _batches(
             position += len(raw)
             if raw.startswith(HEADER_PREFIX):
                 continue
-            try:
-                parsed = orjson.loads(raw)
-                batch.append(
-                    parsed if isinstance(parsed, dict) else raw[:200].decode(errors="replace")
-                )
-            except orjson.JSONDecodeError:
-                batch.append(raw[:200].decode("utf-8", errors="replace"))
-            if len(batch) >= batch_size:
-                yield batch, position
-                batch = []
-        if batch:
-            yield batch, position
-
-
-@dataclass
-class _Parsed:
-    """One file made ready for the database: what to store and what to record as errors."""
-
-    image: dict[str, Any]
-    record: Record
-    tokens: list[tuple[str, Token]]
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (stage, reason)
-
-
-def _parse(line: dict[str, Any], fields: dict[str, str], size: tuple[int, int] | None) -> _Parsed:
-    """Parse one file's text fields (pure: no I/O), ready for :func:`_store`."""
-    path = str(line["path"])
-    errors: list[tuple[str, str]] = []
-    try:
-        record = parse_fields(fields)
-    except Exception as exc:  # a parser bug must cost one file, not the run
-        record = Record(generator="unknown", warnings=[f"parser failed: {exc!r}"])
-        errors.append(("ingest", f"parser failed: {exc!r}"))
-    else:
-        reason = _unparsed_reason(record, fields)
-        if reason:
-            record = Record(generator="unknown", warnings=[reason])
-            errors.append(("ingest", reason))
-    if line.get("warnings"):
-        # Damaged but readable: the metadata is stored and the damage is on record.
-        errors.append(("read", "; ".join(map(str, line["warnings"]))))
-    image = {
-        "key": line["key"],
-        "path": path,
-        "root": line.get("root"),
-        "file_name": Path(path).name,
-        "ext": Path(path).suffix.lower().lstrip(".") or None,
-        "size": line.get("size"),
-        "mtime_ns": line.get("mtime_ns"),
-        "sha256": line.get("sha256"),
-        "width": size[0] if size else None,
-        "height": size[1] if size else None,
-        "reader": line.get("reader"),
-        "raw": fields,
-        "parser_version": PARSER_VERSION,
-    }
-    return _Parsed(image, record, prompt_tokens(record), errors)
-
-
-def _store(conn: sqlite3.Connection, parsed: _Parsed, result: IngestResult) -> None:
-    """Replace the image's rows and bring its error rows up to date."""
-    path = parsed.image["path"]
-    failed_stages = {stage for stage, _reason in parsed.errors}
-    for stage, reason in parsed.errors:
-        _fail(conn, result, path, stage, reason)
-    db.clear_errors(conn, [path], *({"ingest", "read"} - failed_stages))
-    db.store_image(conn, parsed.image, parsed.record, parsed.tokens)
-    result.stored += 1
-    generator = parsed.record.generator
-    result.by_generator[generator] = result.by_generator.get(generator, 0) + 1
-
-
-def _ingest_line(
-    conn: sqlite3.Connection, line: dict[str, Any] | str, result: IngestResult
-) -> None:
-    if isinstance(line, str):
-        _fail(conn, result, f"<line {result.lines + 1}>", "dump", f"not a JSON object: {line[:80]}")
-        return
-    if line.get("error"):
-        _fail(conn, result, str(line.get("path") or ""), "read", str(line["error"]))
-        return
-    tags = line.get("tags") or {}
-    _store(conn, _parse(line, text_fields(tags), pixel_size(tags)), result)
-
-
-def _fail(
-    conn: sqlite3.Connection, result: IngestResult, path: str, stage: str, reason: str
-) -> None:
-    db.record_error(conn, path, stage, reason)
-    result.failed += 1
-    result.failures.append((path, reason))
-
-
-def _unparsed_reason(record: Record, fields: dict[str, str]) -> str | None:
-    """Why a file whose generation metadata is damaged yielded none (invalid JSON in a chunk).
-
-    Text that no parser recognises is not an error: it is kept raw under generator
-    ``unknown`` and can be parsed again when a parser learns it.
-    """
-    if record.generator not in ("none", "unknown"):
-        return None
-    for name in _GENERATION_FIELDS:
-        text = fields.get(name, "").lstrip()
-        if text.startswith(("{", "[")):
-            try:
-                json.loads(text)  # the stdlib accepts NaN/Infinity as generators write them
-            except (ValueError, RecursionError) as exc:
-                return f"the {name!r} text is not valid JSON ({exc})"
-    return None
-
-
-def prompt_tokens(record: Record) -> list[tuple[str, Token]]:
-    """Tokens of the positive and negative prompt, tagged with their side."""
-    syntax = str(record.extra.get("prompt_syntax", "a1111"))
-    tokens: list[tuple[str, Token]] = []
-    for side, text in (("pos", record.prompt), ("neg", record.negative_prompt)):
-        if text:
-            tokens.extend((side, token) for token in tokenize(text, syntax=syntax))  # type: ignore[arg-type]
-    return tokens
+            chunk.append(raw)
+            if len(chunk) >= size:
+                yield chunk, position
+                chunk = []
+        if chunk or position != offset:
+            yield chunk, position
 
 
 def reparse(
@@ -268,21 +239,21 @@ def reparse(
         ).fetchall()
         if not rows:
             break
+        prepared: list[Prepared] = []
+        for row in rows:
+            line = {
+                "key": row[1],
+                "path": row[2],
+                "root": row[3],
+                "size": row[6],
+                "mtime_ns": row[7],
+                "sha256": row[8],
+                "reader": row[11],
+            }
+            size = (row[9], row[10]) if row[9] is not None else None
+            prepared.append(prepare_fields(line, orjson.loads(row[12] or "{}"), size))
         with db.transaction(conn):
-            for row in rows:
-                fields = orjson.loads(row[12] or "{}")
-                line = {
-                    "key": row[1],
-                    "path": row[2],
-                    "root": row[3],
-                    "size": row[6],
-                    "mtime_ns": row[7],
-                    "sha256": row[8],
-                    "reader": row[11],
-                    "tags": {},
-                }
-                size = (row[9], row[10]) if row[9] is not None else None
-                _store(conn, _parse(line, fields, size), result)
+            apply(conn, prepared, result)
         last_id = rows[-1][0]
         result.lines += len(rows)
         on_event(events.Progress("reparse", advance=len(rows)))

@@ -13,8 +13,9 @@ import contextlib
 import shutil
 import subprocess
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -124,9 +125,20 @@ class ExifToolPool:
     def read(
         self, paths: Sequence[str], batch_size: int = 200
     ) -> Iterator[dict[str, dict[str, Any] | str]]:
-        """Yield one result dict per batch (path -> tags or error reason), batches in order."""
-        batches = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
-        yield from self._executor.map(self._read_batch, batches)
+        """Yield one result dict per batch (path -> tags or error reason), batches in order.
+
+        Two batches per process are read ahead of the one being consumed: the processes never
+        wait for the consumer, and a slow consumer does not make answers pile up in memory.
+        """
+        pending: deque[Future[dict[str, dict[str, Any] | str]]] = deque()
+        for start in range(0, len(paths), batch_size):
+            pending.append(
+                self._executor.submit(self._read_batch, paths[start : start + batch_size])
+            )
+            if len(pending) > 2 * self.processes:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _match(paths: Sequence[str], output: str, stderr: str) -> dict[str, dict[str, Any] | str]:
