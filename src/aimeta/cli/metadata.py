@@ -129,9 +129,11 @@ def ingest(
                     jobs=config.jobs or workers.default_jobs(),
                     on_event=on_event,
                 )
-        if jsonl:
+        if jsonl and csv:
+            export.write_both(conn, jsonl, csv)
+        elif jsonl:
             export.write_jsonl(conn, jsonl)
-        if csv:
+        elif csv:
             export.write_csv(conn, csv)
         summary = db.summary(conn)
     finally:

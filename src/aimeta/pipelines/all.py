@@ -80,8 +80,7 @@ def run(
         exports = (out_dir / "records.jsonl", out_dir / "records.csv")
         exported = ingested.lines > 0 or not all(path.exists() for path in exports)
         if exported:
-            export.write_jsonl(conn, exports[0])
-            export.write_csv(conn, exports[1])
+            export.write_both(conn, exports[0], exports[1])
         _resolve(conn, on_event)
         summary = db.summary(conn)
     finally:
