@@ -37,6 +37,9 @@ _KEY = re.compile(r"\s*(\w[\w \-/]+):\s*")
 # refuses a value starting with a quote or bracket (and, as \s* backtracks, with a space), so
 # those pairs take the general path in parse_pairs.
 _PLAIN_PAIR = re.compile(r"\s*(\w[\w \-/]+):\s*(?![\s\"{\[])([^,]*)")
+# The pairs of a line without quotes or brackets: _KEY right at the start of the line or of a
+# comma-separated piece, the value up to the next comma.
+_PLAIN_LINE = re.compile(r"(?:^|,)\s*(\w[\w \-/]+):\s*([^,]*)")
 _NEGATIVE_LABEL = "Negative prompt:"
 _TEMPLATE_LABELS = (("Negative Template:", "negative_template"), ("Template:", "template"))
 # At least one of these must be on the parameter line, so any text with three colons is not
@@ -72,6 +75,8 @@ _NON_WORD = re.compile(r"[^0-9a-z]+")
 _ADETAILER_MODEL = re.compile(r"adetailer model(?: \d+\w*)?")
 _CONTROLNET_UNIT = re.compile(r"controlnet(?: \d+)?")
 _ADDNET_MODEL = re.compile(r"addnet model (\d+)")
+# Every key the three patterns above can match starts with one of these.
+_UNIT_PREFIXES = ("adetailer model", "controlnet", "addnet model ")
 _FORGE_VERSION = re.compile(r"f\d")
 _A1111_VERSION = re.compile(r"v\d")
 
@@ -140,6 +145,10 @@ def _value_at(line: str, start: int) -> tuple[str, int]:
 
 def parse_pairs(line: str) -> list[tuple[str, str]]:
     """``Key: value`` pairs of one infotext line, values unquoted; junk between pairs skipped."""
+    if '"' not in line and "{" not in line and "[" not in line:
+        # Without quotes or brackets every value runs to the next comma, so the scan below
+        # comes down to _KEY at the start of each comma-separated piece: one findall.
+        return [(key.strip(), value.strip()) for key, value in _PLAIN_LINE.findall(line)]
     pairs: list[tuple[str, str]] = []
     pos = 0
     while pos < len(line):
@@ -280,10 +289,11 @@ def _add_controlnet(record: Record, key: str, value: str) -> None:
     )
 
 
-def _add_addnet(record: Record, pairs: Mapping[str, str], lowered: Mapping[str, str]) -> None:
-    """sd-webui-additional-networks: ``AddNet Model 1: name(hash)`` with its weights."""
-    for key, value in pairs.items():
-        match = _ADDNET_MODEL.fullmatch(key.lower())
+def _add_addnet(record: Record, models: list[tuple[str, str]], lowered: Mapping[str, str]) -> None:
+    """sd-webui-additional-networks: ``AddNet Model 1: name(hash)`` with its weights
+    (``models``: the lower-cased ``addnet model ...`` keys and their values, in order)."""
+    for key, value in models:
+        match = _ADDNET_MODEL.fullmatch(key)
         if not match or is_empty_name(value):
             continue
         number = match.group(1)
@@ -340,7 +350,7 @@ def _apply_params(record: Record, values: Mapping[str, str], lowered: Mapping[st
         if name and name not in record.params:
             record.set_param(name, value)
     set_sampler(record, lowered.get("sampler"), lowered.get("schedule type"))
-    if any(key.startswith("hires ") for key in lowered) and "denoising strength" in lowered:
+    if "denoising strength" in lowered and any(key.startswith("hires ") for key in lowered):
         # In a txt2img hires-fix run A1111's "Denoising strength" is the second pass's.
         record.set_param("hires_denoise", lowered["denoising strength"])
     ui = _ui_flavour(lowered.get("version", ""), lowered.get("app"))
@@ -394,13 +404,18 @@ def _apply_resources(record: Record, pairs: Mapping[str, str], lowered: Mapping[
     upscaler = lowered.get("hires upscaler", "")
     if upscaler and not upscaler.strip().lower().startswith(_BUILTIN_UPSCALERS):
         add_resource(record, "upscaler", upscaler, source="Hires upscaler")
+    addnet: list[tuple[str, str]] = []
     for key, value in pairs.items():
         low = key.lower()
+        if not low.startswith(_UNIT_PREFIXES):
+            continue  # most keys; a prefix test is cheaper than the patterns
         if _ADETAILER_MODEL.fullmatch(low):
             add_resource(record, "detailer", value, source=key)
         elif _CONTROLNET_UNIT.fullmatch(low):
             _add_controlnet(record, key, value)
-    _add_addnet(record, pairs, lowered)
+        elif low.startswith("addnet model "):
+            addnet.append((low, value))
+    _add_addnet(record, addnet, lowered)
 
 
 def _add_prompt_resources(record: Record) -> None:
