@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from aimeta.parsers import ParserInfo
@@ -72,7 +73,22 @@ _SCHEDULER_CLASSES = {
 }
 _LATENT_KEYS = ("samples", "latent_image", "latent", "latents", "pixels", "image", "images")
 _OUTPUT_WORDS = ("save", "preview")
+# Inputs that name a model file and the kind of resource each is, in the order they are read.
+_NAMED_INPUTS = (
+    ("ckpt_name", "checkpoint"),
+    ("base_ckpt_name", "checkpoint"),
+    ("unet_name", "checkpoint"),
+    ("refiner_ckpt_name", "refiner"),
+    ("vae_name", "vae"),
+    ("control_net_name", "controlnet"),
+    ("ipadapter_file", "ipadapter"),
+)
 _STACK_NAME = re.compile(r"lora_name_(\d+)$")
+_TRAILING_NUMBER = re.compile(r"(.*?)(\d+)$")
+# isinstance() with a tuple built once: ``list | tuple`` in the call builds a union every time,
+# and link() runs for every input of every node visited.
+_LINK_TYPES = (list, tuple)
+_ID_TYPES = (str, int)
 
 Link = tuple[str, int]
 
@@ -104,12 +120,13 @@ class _Graph:
 
     def __init__(self, nodes: dict[str, tuple[str, dict[str, Any]]]) -> None:
         self.nodes = nodes
+        self._links: dict[str, list[tuple[str, Link]]] = {}
 
     def link(self, value: Any) -> Link | None:
-        if not isinstance(value, list | tuple) or len(value) != 2:
+        if not isinstance(value, _LINK_TYPES) or len(value) != 2:
             return None
         node_id, index = value
-        if isinstance(node_id, bool) or not isinstance(node_id, str | int):
+        if isinstance(node_id, bool) or not isinstance(node_id, _ID_TYPES):
             return None
         if isinstance(index, bool) or not isinstance(index, int):
             return None
@@ -122,15 +139,23 @@ class _Graph:
     def inputs(self, node_id: str) -> dict[str, Any]:
         return self.nodes[node_id][1]
 
-    def links_of(self, node_id: str) -> Iterator[tuple[str, Link]]:
-        for key, value in self.inputs(node_id).items():
-            link = self.link(value)
-            if link is not None:
-                yield key, link
+    def links_of(self, node_id: str) -> list[tuple[str, Link]]:
+        """The (input name, link) pairs of a node, in input order. Computed once per node: the
+        walks (outputs, conditioning, model chains) visit the same nodes again and again, and
+        the graph is never changed."""
+        found = self._links.get(node_id)
+        if found is None:
+            found = []
+            for key, value in self.inputs(node_id).items():
+                link = self.link(value) if isinstance(value, _LINK_TYPES) else None
+                if link is not None:
+                    found.append((key, link))
+            self._links[node_id] = found
+        return found
 
     def scalar(self, value: Any, key: str = "", depth: int = 0) -> Any:
         """A plain value, following links into primitive-like nodes."""
-        link = self.link(value)
+        link = self.link(value) if isinstance(value, _LINK_TYPES) else None
         if link is None:
             if isinstance(value, dict) and "content" in value:  # pysssss-style pickers
                 return value["content"]
@@ -184,9 +209,19 @@ class _Graph:
         return delimiter.join(parts) if parts else None
 
 
+# Input names repeat across nodes and graphs (text_1, lora_name_2, ...); bounded because they
+# come from the file.
+@lru_cache(maxsize=4096)
 def _natural(key: str) -> tuple[str, int]:
-    match = re.match(r"(.*?)(\d+)$", key)
+    match = _TRAILING_NUMBER.match(key)
     return (match.group(1), int(match.group(2))) if match else (key, -1)
+
+
+# Nodes of one class have the same inputs from graph to graph, so their order is cached by the
+# tuple of names (bounded: the names come from the file). Raises like sorting by _natural does.
+@lru_cache(maxsize=1024)
+def _natural_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(keys, key=_natural))
 
 
 def _id_order(node_id: str) -> tuple[int, int, str]:
@@ -408,12 +443,19 @@ def _read_sampler(graph: _Graph, node_id: str, samplers: set[str]) -> _Sampler:
 # ---------------------------------------------------------------- choosing the primary
 
 
+# Class names repeat across nodes and graphs; bounded because they come from the file.
+@lru_cache(maxsize=4096)
+def _is_output(class_type: str) -> bool:
+    lowered = class_type.lower()
+    return any(word in lowered for word in _OUTPUT_WORDS)
+
+
 def _distances_from_outputs(graph: _Graph) -> dict[str, int]:
     """Breadth-first distance of every node from the nearest output node, following links
     backwards."""
     queue: deque[tuple[str, int]] = deque()
     for node_id in graph.nodes:
-        if any(word in graph.class_of(node_id).lower() for word in _OUTPUT_WORDS):
+        if _is_output(graph.class_of(node_id)):
             queue.append((node_id, 0))
     distance: dict[str, int] = {}
     while queue:
@@ -470,24 +512,19 @@ def _lora(
 
 def _node_resources(graph: _Graph, node_id: str) -> list[Resource]:
     class_type, inputs = graph.class_of(node_id), graph.inputs(node_id)
-    lowered = class_type.lower()
+    # Most nodes have none of these inputs: look up which are there, then read only those.
+    named = [(key, kind) for key, kind in _NAMED_INPUTS if key in inputs]
+    if "model_name" in inputs:
+        lowered = class_type.lower()
+        if "upscale" in lowered and "loader" in lowered:
+            named.append(("model_name", "upscaler"))
+        if "detector" in lowered or "samloader" in lowered:
+            named.append(("model_name", "detailer"))
     found: list[Resource] = []
-
-    def named(kind: str, key: str) -> None:
-        text = as_text(graph.scalar(inputs.get(key), key))
+    for key, kind in named:
+        text = as_text(graph.scalar(inputs[key], key))
         if text and not is_empty_name(text) and text.lower() != "baked vae":
             found.append(Resource(kind, text, source=class_type, extra={"node": node_id}))
-
-    for key in ("ckpt_name", "base_ckpt_name", "unet_name"):
-        named("checkpoint", key)
-    named("refiner", "refiner_ckpt_name")
-    named("vae", "vae_name")
-    named("controlnet", "control_net_name")
-    named("ipadapter", "ipadapter_file")
-    if "upscale" in lowered and "loader" in lowered:
-        named("upscaler", "model_name")
-    if "detector" in lowered or "samloader" in lowered:
-        named("detailer", "model_name")
     if "lora_name" in inputs:
         model = _weight(
             graph,
@@ -511,10 +548,11 @@ def _stack_loras(graph: _Graph, node_id: str) -> list[Resource]:
     Lora Loader (``lora_N`` objects with on/lora/strength)."""
     class_type, inputs = graph.class_of(node_id), graph.inputs(node_id)
     found: list[Resource] = []
-    count = as_float(graph.scalar(inputs.get("lora_count")))
-    simple = str(inputs.get("input_mode", "")).lower() == "simple"
-    for key in sorted(inputs, key=_natural):
-        match = _STACK_NAME.match(key)
+    # This runs for every node, and most have neither input: skip reading what is absent.
+    count = as_float(graph.scalar(inputs["lora_count"])) if "lora_count" in inputs else None
+    simple = "input_mode" in inputs and str(inputs["input_mode"]).lower() == "simple"
+    for key in _natural_order(tuple(inputs)):
+        match = _STACK_NAME.match(key) if key.startswith("lora_name_") else None
         value = inputs[key]
         if match:
             number = match.group(1)
@@ -597,10 +635,11 @@ def _prompt_list(texts: list[_Text]) -> list[dict[str, Any]]:
 
 
 def _fill(record: Record, graph: _Graph) -> None:
-    sampler_ids = [node for node in sorted(graph.nodes, key=_id_order) if _is_sampler(graph, node)]
+    ordered = sorted(graph.nodes, key=_id_order)
+    sampler_ids = [node for node in ordered if _is_sampler(graph, node)]
     ids = set(sampler_ids)
     samplers = {node: _read_sampler(graph, node, ids) for node in sampler_ids}
-    for node_id in sorted(graph.nodes, key=_id_order):
+    for node_id in ordered:
         record.resources.extend(_node_resources(graph, node_id))
     texts = [t for s in samplers.values() for t in (*s.positive, *s.negative)]
     for text in texts:
