@@ -4,7 +4,8 @@ Each format is one module exposing ``PARSER``: a :class:`ParserInfo` whose ``par
 canonical text fields of one file (see :mod:`aimeta.readers.fields`) and returns a
 :class:`~aimeta.record.Record`, or ``None`` when the fields are not in its format. Parsers are
 pure: no I/O, no globals, and they never raise on bad input (they return ``None`` or a record
-with warnings). Adding a format is adding one module and its name to ``ORDER``.
+with warnings). Adding a format is adding one module and its name to ``ORDER``; its
+``source_fields`` name every field whose presence can make it return a record.
 """
 
 from __future__ import annotations
@@ -48,12 +49,18 @@ PARSER_VERSION = 1
 
 @dataclass(frozen=True)
 class ParserInfo:
-    """One format: ``name`` is the generator id stored in the database."""
+    """One format: ``name`` is the generator id stored in the database.
+
+    ``source_fields``: ``parse`` returns ``None`` unless at least one of these fields is
+    present, so :func:`parse_fields` does not ask it then (most files carry one or two fields
+    and most parsers would only look and say no); ``None`` means any field can matter.
+    """
 
     name: str
     label: str
     containers: str
     parse: Callable[[Mapping[str, str]], Record | None]
+    source_fields: frozenset[str] | None = None
 
 
 @cache
@@ -79,6 +86,8 @@ def parse_fields(fields: Mapping[str, str]) -> Record:
     """The record for one file's text fields: the first parser that recognises them, else a
     record with generator ``none`` (nothing generation-like was found)."""
     for parser in registry():
+        if parser.source_fields is not None and parser.source_fields.isdisjoint(fields):
+            continue
         try:
             record = parser.parse(fields)
         except RecursionError:

@@ -479,4 +479,5 @@ PARSER = ParserInfo(
     label="AUTOMATIC1111 / Forge / reForge / SD.Next",
     containers="PNG tEXt/iTXt/zTXt `parameters`; JPEG/WebP EXIF UserComment",
     parse=parse,
+    source_fields=frozenset(_SOURCE_FIELDS),
 )

@@ -96,4 +96,5 @@ PARSER = ParserInfo(
         "(A1111-style text with `Civitai resources` is read by the A1111 parser)"
     ),
     parse=parse,
+    source_fields=frozenset({"usercomment"}),
 )

@@ -84,4 +84,5 @@ PARSER = ParserInfo(
         '`{"prompt":…,"workflow":…}` (SaveImagePlus)'
     ),
     parse=parse,
+    source_fields=frozenset(_EXIF_TAGS),
 )

@@ -71,4 +71,5 @@ PARSER = ParserInfo(
     label="Draw Things",
     containers="XMP `exif:UserComment` JSON (`xmp:CreatorTool` Draw Things) in PNG/JPEG",
     parse=parse,
+    source_fields=frozenset({"xmp:usercomment"}),
 )

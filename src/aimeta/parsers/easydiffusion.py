@@ -165,4 +165,5 @@ PARSER = ParserInfo(
         "JPEG/WebP EXIF UserComment JSON"
     ),
     parse=parse,
+    source_fields=frozenset({"usercomment", "xmp:usercomment", _MARKER}),
 )

@@ -245,4 +245,5 @@ PARSER = ParserInfo(
         "UserComment (no charset header) + MakerNote scheme; RuinedFooocus JSON `parameters`"
     ),
     parse=parse,
+    source_fields=frozenset({"parameters", "usercomment"}),
 )

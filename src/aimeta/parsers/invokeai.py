@@ -254,4 +254,5 @@ PARSER = ParserInfo(
         "`Dream` (legacy command line)"
     ),
     parse=parse,
+    source_fields=frozenset(_RAW_KEYS),
 )

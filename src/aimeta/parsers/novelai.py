@@ -28,6 +28,8 @@ from aimeta.parsers._values import (
 from aimeta.record import Record
 
 _CHUNK_KEYS = ("title", "description", "software", "source", "comment", "generationtime")
+# Fields holding all the chunks as one JSON object.
+_JSON_ORIGINS = ("usercomment", "stealth_png_info", "xmp:usercomment")
 # Comment keys only NovelAI writes; enough to recognise a Comment whose Software was lost.
 _NOVELAI_ONLY = frozenset({"noise_schedule", "v4_prompt", "signed_hash", "request_type"})
 _SOURCE = re.compile(r"^(?P<name>.*?)\s+(?P<hash>[0-9A-Fa-f]{8})$")
@@ -57,7 +59,7 @@ def _chunk_sets(fields: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
     sets: list[tuple[str, dict[str, Any]]] = [
         ("png", {key: fields[key] for key in _CHUNK_KEYS if fields.get(key)})
     ]
-    for origin in ("usercomment", "stealth_png_info", "xmp:usercomment"):
+    for origin in _JSON_ORIGINS:
         data = load_json_object(fields.get(origin))
         if data is not None:
             sets.append((origin, {str(key).lower(): value for key, value in data.items()}))
@@ -164,4 +166,5 @@ PARSER = ParserInfo(
         "WebP/JPEG EXIF UserComment JSON; alpha-channel stealth data"
     ),
     parse=parse,
+    source_fields=frozenset(_CHUNK_KEYS + _JSON_ORIGINS),
 )

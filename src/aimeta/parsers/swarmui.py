@@ -169,4 +169,5 @@ PARSER = ParserInfo(
         "(with `sui_extra_data`, `sui_models` hashes; an embedded ComfyUI graph is kept raw)"
     ),
     parse=parse,
+    source_fields=frozenset(_SOURCES),
 )

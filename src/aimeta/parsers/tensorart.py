@@ -71,4 +71,5 @@ PARSER = ParserInfo(
     label="TensorArt",
     containers="PNG text `generation_data` JSON + ComfyUI `prompt` graph (UTF-8 in tEXt repaired)",
     parse=parse,
+    source_fields=frozenset({"generation_data"}),
 )
