@@ -16,6 +16,10 @@ from aimeta.record import Record, Resource
 from aimeta.resource_names import hash_type
 from aimeta.vocab import normalize_sampler, normalize_scheduler
 
+# isinstance() with tuples built once (``dict | list`` in the call builds a union each time);
+# these helpers run for nearly every value of every record.
+_CONTAINERS = (dict, list)
+_NUMBERS = (int, float)
 # Values whose meaning is "nothing chosen" in the formats seen.
 _EMPTY_NAMES = frozenset({"", "none", "null", "default", "default (model)", "automatic", "auto"})
 
@@ -42,7 +46,7 @@ def load_json_object(text: str | None) -> dict[str, Any] | None:
 
 def as_text(value: Any) -> str | None:
     """A scalar as text (``None`` for missing, empty, containers and non-finite floats)."""
-    if value is None or isinstance(value, dict | list):
+    if value is None or isinstance(value, _CONTAINERS):
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -58,7 +62,7 @@ def as_float(value: Any) -> float | None:
     """A number from an int, float or numeric string; ``None`` otherwise."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, _NUMBERS):
         number = float(value) if abs(value) < 1e300 else None
     elif isinstance(value, str):
         try:

@@ -88,7 +88,6 @@ _TRAILING_NUMBER = re.compile(r"(.*?)(\d+)$")
 # isinstance() with a tuple built once: ``list | tuple`` in the call builds a union every time,
 # and link() runs for every input of every node visited.
 _LINK_TYPES = (list, tuple)
-_ID_TYPES = (str, int)
 
 Link = tuple[str, int]
 
@@ -123,14 +122,20 @@ class _Graph:
         self._links: dict[str, list[tuple[str, Link]]] = {}
 
     def link(self, value: Any) -> Link | None:
+        """``(node id, output index)`` when ``value`` is a link to a node of the graph."""
         if not isinstance(value, _LINK_TYPES) or len(value) != 2:
             return None
         node_id, index = value
-        if isinstance(node_id, bool) or not isinstance(node_id, _ID_TYPES):
+        # The values come from json.loads (load_graph builds every _Graph), so exact type
+        # tests say what isinstance() would, faster, and leave out bool (an int subclass).
+        if type(index) is not int:
             return None
-        if isinstance(index, bool) or not isinstance(index, int):
+        if type(node_id) is str:
+            key = node_id
+        elif type(node_id) is int:
+            key = str(node_id)
+        else:
             return None
-        key = str(node_id)
         return (key, index) if key in self.nodes else None
 
     def class_of(self, node_id: str) -> str:
@@ -726,4 +731,5 @@ PARSER = ParserInfo(
     label="ComfyUI",
     containers="PNG tEXt `prompt` (+ `workflow` kept raw)",
     parse=parse,
+    source_fields=frozenset({"prompt", "workflow"}),
 )
