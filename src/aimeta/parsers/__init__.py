@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from aimeta import civitai
+from aimeta.parsers._values import SHARED_JSON
 from aimeta.record import Record
 
 # Tried first to last; the first parser that returns a record wins. More specific formats come
@@ -85,17 +86,22 @@ def supported_formats_markdown() -> str:
 def parse_fields(fields: Mapping[str, str]) -> Record:
     """The record for one file's text fields: the first parser that recognises them, else a
     record with generator ``none`` (nothing generation-like was found)."""
-    for parser in registry():
-        if parser.source_fields is not None and parser.source_fields.isdisjoint(fields):
-            continue
-        try:
-            record = parser.parse(fields)
-        except RecursionError:
-            return Record(generator="unknown", warnings=[f"{parser.name}: input nested too deeply"])
-        if record is not None:
-            # Civitai references (resource lists, AIRs) look the same in every format; the
-            # parsers leave them in record.extra (or as AIR names) and they become
-            # resources here, in one place.
-            record.resources = civitai.with_civitai_references(record.resources, record.extra)
-            return record
-    return Record(generator="none")
+    token = SHARED_JSON.set({})  # JSON decoded by one format is handed to the next
+    try:
+        for parser in registry():
+            if parser.source_fields is not None and parser.source_fields.isdisjoint(fields):
+                continue
+            try:
+                record = parser.parse(fields)
+            except RecursionError:
+                warning = f"{parser.name}: input nested too deeply"
+                return Record(generator="unknown", warnings=[warning])
+            if record is not None:
+                # Civitai references (resource lists, AIRs) look the same in every format; the
+                # parsers leave them in record.extra (or as AIR names) and they become
+                # resources here, in one place.
+                record.resources = civitai.with_civitai_references(record.resources, record.extra)
+                return record
+        return Record(generator="none")
+    finally:
+        SHARED_JSON.reset(token)

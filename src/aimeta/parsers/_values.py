@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import sys
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
+from types import FrameType
 from typing import Any
 
 from aimeta.record import Record, Resource
@@ -24,6 +27,44 @@ _NUMBERS = (int, float)
 _EMPTY_NAMES = frozenset({"", "none", "null", "default", "default (model)", "automatic", "auto"})
 
 
+# JSON decoded during one parse_fields call, shared by the formats it asks: a UserComment is
+# looked at as SwarmUI, Civitai, Easy Diffusion, NovelAI, Fooocus and ComfyUI JSON in turn, and
+# a 100 KB ComfyUI save would be decoded each time. Text -> (value, stack depth it was decoded
+# at); only long texts, where decoding costs far more than the bookkeeping. The formats only
+# read what they are given, so handing one value to several of them changes nothing.
+SHARED_JSON: ContextVar[dict[str, tuple[Any, int]] | None] = ContextVar(
+    "aimeta_shared_json", default=None
+)
+_SHARE_MIN_CHARS = 2048
+_SYNTAX_ERROR = sys.maxsize  # the "depth" of a text that is no JSON: it is none at any depth
+
+
+def _stack_depth() -> int:
+    frame: FrameType | None = sys._getframe(1)
+    depth = 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
+
+
+def _decode_shared(stripped: str, shared: dict[str, tuple[Any, int]]) -> Any:
+    # A text nested almost as deeply as the recursion limit decodes in a shallow caller and not
+    # in a deeper one, so a value is reused only as deep as it was decoded, as if decoded anew.
+    depth = _stack_depth()
+    found = shared.get(stripped)
+    if found is not None and depth <= found[1]:
+        return found[0]
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        shared[stripped] = (None, _SYNTAX_ERROR)
+        return None
+    except RecursionError:
+        return None
+    shared[stripped] = (value, depth)
+    return value
+
+
 def load_json(text: str | None) -> Any:
     """The JSON value in ``text`` (surrounding whitespace and NUL characters ignored), or
     ``None`` when it is not JSON or nests too deeply."""
@@ -32,6 +73,10 @@ def load_json(text: str | None) -> Any:
     stripped = text.strip().strip("\x00").strip()
     if not stripped or stripped[0] not in "{[":
         return None
+    if len(stripped) >= _SHARE_MIN_CHARS:
+        shared = SHARED_JSON.get()
+        if shared is not None:
+            return _decode_shared(stripped, shared)
     try:
         return json.loads(stripped)
     except (ValueError, RecursionError):
