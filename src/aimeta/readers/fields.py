@@ -96,24 +96,38 @@ def text_fields(tags: Mapping[str, Any]) -> dict[str, str]:
     exif: dict[str, dict[str, str]] = {group: {} for group in _EXIF_GROUPS}
     for full_name, value in tags.items():
         group, _, name = full_name.rpartition(":")
+        # The group decides first: most of ExifTool's tags (File, System, camera groups) are
+        # of no interest, and converting their values would cost more than the rest.
+        if group in _PNG_GROUPS:
+            target = "png"
+        elif group in exif:
+            target = group
+        elif group.startswith("XMP"):
+            target = "xmp"
+        elif full_name == "File:Comment":
+            target = "comment"
+        elif group == "AIMETA":
+            target = "aimeta"
+        else:
+            continue
         lowered = name.lower()
         if lowered in _SKIP_NAMES:
             continue
         text = _as_text(value)
         if text is None:
             continue
-        if group in _PNG_GROUPS:
+        if target == "png":
             fields[lowered] = repair_mojibake(text)
-        elif group in exif:
-            exif[group][lowered] = text
-        elif group.startswith("XMP"):
+        elif target == "xmp":
             fields[f"xmp:{lowered}"] = text
-        elif full_name == "File:Comment":
+        elif target == "comment":
             fields["comment"] = text
-        elif group == "AIMETA":
+        elif target == "aimeta":
             # Fields aimeta derives itself, e.g. AIMETA:StealthPNGInfo (infotext hidden in
             # the alpha channel of a PNG) -> "stealth_pnginfo".
             fields[_snake(name)] = text
+        else:
+            exif[target][lowered] = text
     for name, text in exif["IFD0"].items():
         fields.setdefault(name, text)
     fields.update(exif["ExifIFD"])
