@@ -277,7 +277,9 @@ def resources_from_extra(extra: Mapping[str, Any]) -> list[Resource]:
         ("civitai_extra_metadata", "extraMetadata.resources"),
         ("civitai_metadata", "Civitai metadata"),
     ):
-        listed = _resources_key(extra.get(key))
+        # Every parsed record comes through here and most have neither key; the test is
+        # cheaper than _resources_key's type checks on None.
+        listed = _resources_key(extra[key]) if key in extra else None
         if listed is not None:
             found.extend(resources_from_civitai(listed, source=source))
     return found

@@ -91,6 +91,8 @@ def load_json_object(text: str | None) -> dict[str, Any] | None:
 
 def as_text(value: Any) -> str | None:
     """A scalar as text (``None`` for missing, empty, containers and non-finite floats)."""
+    if type(value) is str:  # the common case, and str() would return it unchanged
+        return value.strip() or None
     if value is None or isinstance(value, _CONTAINERS):
         return None
     if isinstance(value, bool):

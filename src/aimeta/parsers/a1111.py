@@ -333,18 +333,32 @@ def _ui_flavour(version: str, app: str | None) -> str | None:
     return None
 
 
+# _param_name's answer for Size, which becomes width and height.
+_SIZE = "\0size"
+
+
+# Cached like _snake_key: the same keys come back in every file.
+@lru_cache(maxsize=4096)
+def _param_name(key: str) -> str:
+    """The param an infotext key is stored under: "" for none (the sampler keys are stored by
+    set_sampler), _SIZE for Size, else its normalised or snake-case name."""
+    low = key.lower()
+    if low in ("sampler", "schedule type"):
+        return ""
+    if low == "size":
+        return _SIZE
+    return _NORMALISED.get(low) or _snake_key(key)
+
+
 def _apply_params(record: Record, values: Mapping[str, str], lowered: Mapping[str, str]) -> None:
     for key, value in values.items():
-        low = key.lower()
-        if low in ("sampler", "schedule type"):
-            continue
-        if low == "size":
+        name = _param_name(key)
+        if name == _SIZE:
             width, _, height = value.lower().partition("x")
             if width.strip().isdigit() and height.strip().isdigit():
                 record.set_param("width", width.strip())
                 record.set_param("height", height.strip())
             continue
-        name = _NORMALISED.get(low) or _snake_key(key)
         if name in ("hires_width", "hires_height") and value.strip() in ("0", ""):
             continue
         if name and name not in record.params:

@@ -206,22 +206,25 @@ def _from_a1111_text(text: str, record: Record) -> bool:
     return True
 
 
+def _raw(fields: Mapping[str, str], field: str) -> dict[str, str]:
+    raw_keys = (field, "fooocus_scheme", "makernoteunknowntext", "software")
+    return {key: fields[key] for key in raw_keys if fields.get(key)}
+
+
 def parse(fields: Mapping[str, str]) -> Record | None:
     """Fooocus/RuinedFooocus fields -> record; ``None`` for anything else."""
     found = _source(fields)
     if found is None:
         return None
     field, text, scheme = found
-    raw_keys = (field, "fooocus_scheme", "makernoteunknowntext", "software")
-    raw = {key: fields[key] for key in raw_keys if fields.get(key)}
     data = load_json_object(text)
     if data is not None:
         if data.get("software") == "RuinedFooocus":
-            record = Record(generator="fooocus", raw=raw)
+            record = Record(generator="fooocus", raw=_raw(fields, field))
             _from_ruined_json(data, record)
             return record
         if _is_fooocus_json(data, fields):
-            record = Record(generator="fooocus", raw=raw)
+            record = Record(generator="fooocus", raw=_raw(fields, field))
             _from_fooocus_json(data, record)
             return record
         return None
@@ -230,7 +233,7 @@ def parse(fields: Mapping[str, str]) -> Record | None:
         field == "parameters" or software.startswith("fooocus")
     )
     if is_a1111_scheme or "Version: Fooocus" in text:
-        record = Record(generator="fooocus", raw=raw)
+        record = Record(generator="fooocus", raw=_raw(fields, field))
         if not _from_a1111_text(text, record):
             record.warnings.append("fooocus: A1111-style text without parameters")
         return record
