@@ -195,3 +195,90 @@ def test_cut_and_cached_tokenizing_equals_whole_prompt_tokenizing(prompt: str, s
     from aimeta.tokens import _tokenize_whole
 
     assert tokenize(prompt, syntax=syntax) == _tokenize_whole(prompt, syntax)  # type: ignore[arg-type]
+
+
+# Pieces shaped like the ones the fast paths take without the scanner (plain text, one
+# emphasis group around plain text), and their near misses: unbalanced or crossed brackets,
+# weights where they are no weights, BREAK/AND, compel's "-", escapes, "embedding:", blanks
+# other than spaces, digits float() reads but ASCII does not have.
+_BLANKS = st.sampled_from(["", " ", "  ", "\t", "\u3000", "\x1c", "\u00a0", "\n"])
+_TEXT = st.lists(
+    st.sampled_from(
+        [*"ab Z_é日-.07:()+|\\", "BREAK", " AND ", "ANDroid", "embedding:", "Embedding_:", "٣"]
+    ),
+    max_size=5,
+).map("".join)
+_NUMBERS = st.sampled_from(["1.2", "0", "-0", ".5", "1.", "+2", "٣.٥", "1" + "0" * 308, "9" * 400])
+
+
+@st.composite
+def _emphasis_piece(draw: st.DrawFn) -> str:
+    opener = draw(st.sampled_from("([{"))
+    closer = {"(": ")", "[": "]", "{": "}"}[opener]
+    if draw(st.integers(0, 9)) == 0:
+        closer = draw(st.sampled_from(")]}"))
+    opened = draw(st.integers(0, 9))
+    closed = opened if draw(st.booleans()) else draw(st.integers(0, 9))
+    weight = ""
+    if draw(st.booleans()):
+        weight = ":" + draw(_BLANKS) + draw(_NUMBERS) + draw(_BLANKS)
+    return draw(_BLANKS) + opener * opened + draw(_TEXT) + weight + closer * closed + draw(_BLANKS)
+
+
+_PIECES_PROMPT = st.lists(st.one_of(_emphasis_piece(), _TEXT), min_size=1, max_size=5).flatmap(
+    lambda pieces: st.sampled_from([",", ", ", "\n", "\r\n", " "]).map(lambda sep: sep.join(pieces))
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(prompt=_PIECES_PROMPT, syntax=st.sampled_from(["a1111", "novelai", "compel"]))
+def test_fast_paths_equal_the_scanner_on_emphasis_shaped_pieces(prompt: str, syntax: str) -> None:
+    from aimeta.tokens import _tokenize_whole, clear_caches
+
+    clear_caches()  # every piece a miss: the fast paths run, not the cache
+    assert tokenize(prompt, syntax=syntax) == _tokenize_whole(prompt, syntax)  # type: ignore[arg-type]
+
+
+_CUT_TEXT = st.lists(
+    st.sampled_from([*"ab ,\n\r()[]{}<>\\:", "((", "))", "\\(", "\\,", "\\\\", "<lora:x:1>"]),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(prompt=_CUT_TEXT, syntax=st.sampled_from(["a1111", "novelai"]))
+def test_quick_cut_equals_the_bracket_walk(prompt: str, syntax: str) -> None:
+    from aimeta.tokens import _cut, _top_level_segments
+
+    assert _cut(prompt, syntax) == _top_level_segments(prompt, syntax)  # type: ignore[arg-type]
+
+
+def test_cached_tokens_are_not_shared_with_callers() -> None:
+    first = tokenize("masterpiece, (red hair:1.2)")
+    first.clear()
+    again = tokenize("masterpiece, (red hair:1.2)")
+    assert again == [
+        Token(0, "masterpiece", "masterpiece", 1.0),
+        Token(1, "(red hair:1.2)", "red hair", 1.2),
+    ]
+    assert again is not tokenize("masterpiece, (red hair:1.2)")
+
+
+def test_token_keeps_its_fields_and_constructor() -> None:
+    token = Token(3, "(a:1.2)", "a", 1.2)
+    assert (token.position, token.t_raw, token.t_norm, token.weight) == (3, "(a:1.2)", "a", 1.2)
+    assert Token(0, "a", "a").weight == 1.0
+    assert Token(position=0, t_raw="a", t_norm="a") == Token(0, "a", "a", 1.0)
+    with pytest.raises(AttributeError):
+        token.weight = 2.0  # type: ignore[misc]
+
+
+def test_a_full_piece_cache_forgets_and_stays_correct(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aimeta import tokens
+
+    monkeypatch.setattr(tokens, "_PIECE_CACHE_SIZE", 4)
+    tokens.clear_caches()
+    prompt = ", ".join(f"tag{i}, (w{i}:1.{i})" for i in range(10))
+    assert tokenize(prompt) == tokens._tokenize_whole(prompt, "a1111")
+    assert len(tokens._PIECES["a1111"]) <= 4
+    tokens.clear_caches()

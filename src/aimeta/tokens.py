@@ -32,17 +32,21 @@ import itertools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from aimeta.record import Resource
 
 Syntax = Literal["a1111", "novelai", "compel"]
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     """One prompt token: its position in the prompt, the text as written, the normalised text
-    and its attention weight."""
+    and its attention weight.
+
+    A named tuple, not a frozen dataclass: a prompt gives dozens of tokens, and a tuple can be
+    made without running Python (see _prompt_tokens), where a frozen dataclass's __init__ runs
+    four object.__setattr__ calls (twice the time per token).
+    """
 
     position: int
     t_raw: str
@@ -400,20 +404,68 @@ def tokenize(prompt: str, *, syntax: Syntax = "a1111") -> list[Token]:
     """
     if not prompt:
         return []
-    segments = _top_level_segments(prompt, syntax)
+    return list(_prompt_tokens(prompt, syntax))
+
+
+def clear_caches() -> None:
+    """Forget every cached prompt and piece (for benchmarks: the next call is a cold one)."""
+    _prompt_tokens.cache_clear()
+    for cache in _PIECES.values():
+        cache.clear()
+
+
+# Whole prompts repeat: many images share a negative prompt, a batch shares its positive
+# prompt, and the repeats are close together (so a small cache catches nearly all of them).
+# Tokens are immutable, so cached ones can be handed out again; callers get their own list.
+@functools.lru_cache(maxsize=1024)
+def _prompt_tokens(prompt: str, syntax: Syntax) -> tuple[Token, ...]:
+    segments = _cut(prompt, syntax)
     if segments is None:
-        return _tokenize_whole(prompt, syntax)
-    tokens: list[Token] = []
-    for segment in segments:
-        for raw, norm, weight in _segment_tokens(segment, syntax):
-            tokens.append(Token(len(tokens), raw, norm, weight))
-    return tokens
+        return tuple(_tokenize_whole(prompt, syntax))
+    # Everything per piece and per token runs in C: the cache's lookups, and the tokens made as
+    # (position,) + (raw, norm, weight) tuples. A Python call per token cost more than the rest.
+    pieces = itertools.chain.from_iterable(map(_PIECES[syntax].__getitem__, segments))
+    fields = map(tuple.__add__, zip(itertools.count()), pieces)
+    return tuple(map(tuple.__new__, itertools.repeat(Token), fields))
 
 
 # Characters that open and close groups in any of the syntaxes.
 _OPENERS = {"(": ")", "[": "]", "{": "}", "<": ">"}
 _CLOSERS = frozenset(_OPENERS.values())
 _STRUCTURE = re.compile(r"[()\[\]{}<>\\,\n\r]")
+# Text inside a group: no bracket, escape or separator; or an escape of anything but a
+# separator (an escaped bracket is text; an escaped comma is too, which a split would miss).
+_INSIDE = r"(?:[^()\[\]{}<>\\,\n\r]++|\\[^,\n\r])"
+
+
+def _group_pattern(depth: int) -> str:
+    """A regex for one group holding no separator or stray bracket: ``()``, ``[]``, ``{}``
+    nested up to ``depth`` levels, or a ``<...>`` with no brackets inside."""
+    alternatives = [rf"<{_INSIDE}*+>"]
+    if depth > 0:
+        body = rf"(?:{_INSIDE}|{_group_pattern(depth - 1)})*+"
+        alternatives += [rf"\({body}\)", rf"\[{body}\]", rf"\{{{body}\}}"]
+    return "(?:" + "|".join(alternatives) + ")"
+
+
+# A prompt this matches has every comma and newline at the top level (most prompts: groups
+# are short and hold no commas), so cutting it is a split, done in C. Possessive quantifiers
+# keep the match linear; depth 3 keeps the pattern small (it grows 3x a level). Anything else
+# (deeper nesting, commas inside groups, unbalanced brackets, escaped separators) goes through
+# _top_level_segments, which gives the same cuts.
+_CLEAN = re.compile(rf"(?:[^()\[\]{{}}<>\\]++|\\[^,\n\r]|{_group_pattern(3)})*+")
+_SEPARATOR = re.compile(r"[,\n\r]")
+
+
+def _cut(prompt: str, syntax: Syntax) -> list[str] | None:
+    """What _top_level_segments returns, faster for the usual prompt."""
+    if syntax == "novelai" and "::" in prompt:
+        return None
+    if not _CLEAN.fullmatch(prompt):
+        return _top_level_segments(prompt, syntax)
+    if "\n" in prompt or "\r" in prompt:
+        return _SEPARATOR.split(prompt)
+    return prompt.split(",")  # the usual prompt, one line: str.split is thrice re.split's speed
 
 
 def _top_level_segments(prompt: str, syntax: Syntax) -> list[str] | None:
@@ -450,22 +502,99 @@ def _top_level_segments(prompt: str, syntax: Syntax) -> list[str] | None:
     return segments
 
 
+_PieceTokens = tuple[tuple[str, str, float], ...]  # (t_raw, t_norm, weight) of each token
+_PIECE_CACHE_SIZE = 65_536
+
+
+class _PieceCache(dict[str, _PieceTokens]):
+    """Tokens of prompt pieces in one syntax. A dict rather than an lru_cache: a hit is then a
+    plain C lookup (``map(cache.__getitem__, pieces)``), and only a miss runs Python."""
+
+    def __init__(self, syntax: Syntax) -> None:
+        super().__init__()
+        self.syntax: Syntax = syntax
+
+    def __missing__(self, segment: str) -> _PieceTokens:
+        if len(self) >= _PIECE_CACHE_SIZE:
+            # Full: forget the older half (a dict keeps insertion order). Not LRU, but the
+            # pieces still in use come back on their next prompt. pop: safe if threads race.
+            for old in list(itertools.islice(self, len(self) // 2)):
+                self.pop(old, None)
+        tokens = self[segment] = _segment_tokens(segment, self.syntax)
+        return tokens
+
+
+_PIECES: dict[str, _PieceCache] = {
+    syntax: _PieceCache(syntax) for syntax in ("a1111", "novelai", "compel")
+}
+
 # A piece with none of these is plain text: one token at weight 1.0, no scanner needed (most
-# tags in real prompts). Conservative on purpose: ":" also rules out embedding: and NovelAI
-# weights, and any BREAK/AND substring sends the piece to the scanner.
+# tags in real prompts). Conservative on purpose: any BREAK/AND substring sends the piece to the
+# scanner. ":" means something only inside brackets and tags (excluded here) and in a leading
+# "embedding:", which _segment_tokens drops as the scanner does. NovelAI's parentheses are
+# plain text, so its "(tag:1.2)" is plain too; its "1.2::" weights never reach a piece.
 _NOT_PLAIN = {
-    "a1111": re.compile(r"[\\,\n\r()\[\]{}<>:|+]|BREAK|AND"),
-    "novelai": re.compile(r"[\\,\n\r()\[\]{}<>:|+]|BREAK|AND"),
-    "compel": re.compile(r"[\\,\n\r()\[\]{}<>:|+\-]|BREAK|AND"),
+    "a1111": re.compile(r"[\\,\n\r()\[\]{}<>|+]|BREAK|AND"),
+    "novelai": re.compile(r"[\\,\n\r\[\]{}<>|+]|BREAK|AND"),
+    "compel": re.compile(r"[\\,\n\r()\[\]{}<>|+\-]|BREAK|AND"),
+}
+_EMBEDDING_PREFIX = "embedding:"
+
+
+def _segment_tokens(segment: str, syntax: Syntax) -> _PieceTokens:
+    """The scanner's tokens of one piece, without the scanner for the usual pieces."""
+    if not _NOT_PLAIN[syntax].search(segment):
+        norm = normalize_text(segment)
+        if norm.startswith(_EMBEDDING_PREFIX):
+            norm = norm[len(_EMBEDDING_PREFIX) :].strip()
+        return ((segment.strip(), norm, 1.0),) if norm else ()
+    emphasis = _emphasis_tokens(segment, syntax)
+    if emphasis is not None:
+        return emphasis
+    return tuple((t.t_raw, t.t_norm, t.weight) for t in _tokenize_whole(segment, syntax))
+
+
+# One emphasis group around plain text, the usual weighted tag: "(text:1.2)", "((text))",
+# "[[text]]", "{{text}}", blanks around it. The text holds none of the characters _NOT_PLAIN
+# looks for (BREAK/AND and compel's "-" are checked apart), so the scanner sees plain text.
+_EMPHASIS = re.compile(
+    r"\s*(?P<raw>(?P<open>\({1,8}|\[{1,8}|\{{1,8})(?P<text>[^\\,\n\r()\[\]{}<>:|+]*)"
+    rf"(?::\s*(?P<number>{_NUMBER})\s*)?(?P<close>\){{1,8}}|\]{{1,8}}|\}}{{1,8}}))\s*"
+)
+# Per syntax and opening bracket: the factor of one level and, for "(text:1.2)", the weight the
+# scanner takes for a number that is no finite float. No entry: the scanner decides. A missing
+# default: a number there is not a weight ("[a:0.5]" is prompt editing).
+_EMPHASIS_LEVELS: dict[str, dict[str, tuple[float, float | None]]] = {
+    "a1111": {"(": (1.1, 1.1), "[": (1 / 1.1, None)},
+    "novelai": {"{": (1.05, None), "[": (1 / 1.05, None)},
+    "compel": {"(": (1.0, 1.0)},
 }
 
 
-@functools.lru_cache(maxsize=65_536)
-def _segment_tokens(segment: str, syntax: Syntax) -> tuple[tuple[str, str, float], ...]:
-    if not _NOT_PLAIN[syntax].search(segment):
-        norm = normalize_text(segment)
-        return ((segment.strip(), norm, 1.0),) if norm else ()
-    return tuple((t.t_raw, t.t_norm, t.weight) for t in _tokenize_whole(segment, syntax))
+def _emphasis_tokens(segment: str, syntax: Syntax) -> _PieceTokens | None:
+    """The scanner's tokens for a piece that is one simple emphasis group, or None."""
+    match = _EMPHASIS.fullmatch(segment)
+    if match is None:
+        return None
+    opened, closed, text, number = match["open"], match["close"], match["text"], match["number"]
+    level = _EMPHASIS_LEVELS.get(syntax, {}).get(opened[0])
+    if level is None or len(opened) != len(closed) or opened[0] != _OPENER[closed[0]]:
+        return None  # unbalanced or crossed: an unclosed group weights more than itself
+    factor, default = level
+    if (number is not None and default is None) or "BREAK" in text or "AND" in text:
+        return None
+    if syntax == "compel" and "-" in text:
+        return None  # "word-" is a weight
+    # As the scanner multiplies: outer levels first, an explicit number on the innermost.
+    weight = 1.0
+    for _ in range(len(opened) - 1):
+        weight *= factor
+    weight *= factor if number is None or default is None else _to_float(number, default)
+    norm = normalize_text(text)
+    if not norm:
+        return ()
+    # The group holds nothing but this token, so the token as written is the whole group.
+    return ((match["raw"], norm, round(weight, 4) if math.isfinite(weight) else 1.0),)
 
 
 def _tokenize_whole(prompt: str, syntax: Syntax) -> list[Token]:
