@@ -422,10 +422,12 @@ def _prompt_tokens(prompt: str, syntax: Syntax) -> tuple[Token, ...]:
     segments = _cut(prompt, syntax)
     if segments is None:
         return tuple(_tokenize_whole(prompt, syntax))
-    # Everything per piece and per token runs in C: the cache's lookups, and the tokens made as
-    # (position,) + (raw, norm, weight) tuples. A Python call per token cost more than the rest.
-    pieces = itertools.chain.from_iterable(map(_PIECES[syntax].__getitem__, segments))
-    fields = map(tuple.__add__, zip(itertools.count()), pieces)
+    # Everything per piece and per token runs in C: the cache's lookups, and the tokens made
+    # from (position, raw, norm, weight) tuples. A Python call per token cost more than the rest.
+    # The (raw, norm, weight) triples are transposed to columns, which zip pairs with positions
+    # in one pass (zip(count()) alone would never end, hence the test for no pieces).
+    pieces = [*itertools.chain.from_iterable(map(_PIECES[syntax].__getitem__, segments))]
+    fields = zip(itertools.count(), *zip(*pieces, strict=True)) if pieces else ()
     return tuple(map(tuple.__new__, itertools.repeat(Token), fields))
 
 
