@@ -372,10 +372,12 @@ def _apply_params(record: Record, values: Mapping[str, str], lowered: Mapping[st
 
 
 def _apply_structures(record: Record, lowered: Mapping[str, str]) -> None:
-    for name, hash_value in _name_hash_list(lowered.get("lora hashes", "")):
-        add_resource(record, "lora", name, model_hash=hash_value, source="Lora hashes")
-    for name, hash_value in _name_hash_list(lowered.get("ti hashes", "")):
-        add_resource(record, "embedding", name, model_hash=hash_value, source="TI hashes")
+    if "lora hashes" in lowered:
+        for name, hash_value in _name_hash_list(lowered["lora hashes"]):
+            add_resource(record, "lora", name, model_hash=hash_value, source="Lora hashes")
+    if "ti hashes" in lowered:
+        for name, hash_value in _name_hash_list(lowered["ti hashes"]):
+            add_resource(record, "embedding", name, model_hash=hash_value, source="TI hashes")
     if "hashes" in lowered:
         hashes = load_json(lowered["hashes"])
         if isinstance(hashes, dict):
@@ -457,7 +459,7 @@ def parse_infotext(text: str) -> Record | None:
         record.warnings.append("no parameter line")
         _add_prompt_resources(record)
         return record
-    trailing = _trailing_fields(after, record)
+    trailing = _trailing_fields(after, record) if after else {}
     values = dict(pairs)
     # Keys are matched without case; a later spelling of a key wins, as in ``values``.
     lowered = {key.lower(): value for key, value in values.items()}

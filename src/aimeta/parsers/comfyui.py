@@ -27,7 +27,6 @@ missing inputs are all expected; every walk has a visited set and a depth limit.
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -229,6 +228,8 @@ def _natural_order(keys: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(keys, key=_natural))
 
 
+# Node ids repeat from graph to graph ("3", "4", ...); bounded because they come from the file.
+@lru_cache(maxsize=4096)
 def _id_order(node_id: str) -> tuple[int, int, str]:
     return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
 
@@ -247,8 +248,8 @@ def load_graph(text: str | None) -> _Graph | None:
 
 
 def _is_sampler(graph: _Graph, node_id: str) -> bool:
-    inputs = graph.inputs(node_id)
-    if graph.class_of(node_id) == "SamplerCustomAdvanced":
+    class_type, inputs = graph.nodes[node_id]
+    if class_type == "SamplerCustomAdvanced":
         return True
     return (
         "latent_image" in inputs
@@ -458,19 +459,20 @@ def _is_output(class_type: str) -> bool:
 def _distances_from_outputs(graph: _Graph) -> dict[str, int]:
     """Breadth-first distance of every node from the nearest output node, following links
     backwards."""
-    queue: deque[tuple[str, int]] = deque()
-    for node_id in graph.nodes:
-        if _is_output(graph.class_of(node_id)):
-            queue.append((node_id, 0))
+    # One level at a time: every node of a level is ``steps`` away.
+    level = [node_id for node_id, (class_type, _) in graph.nodes.items() if _is_output(class_type)]
     distance: dict[str, int] = {}
-    while queue:
-        node_id, steps = queue.popleft()
-        if node_id in distance:
-            continue
-        distance[node_id] = steps
-        for _, (target, _index) in graph.links_of(node_id):
-            if target not in distance:
-                queue.append((target, steps + 1))
+    steps = 0
+    while level:
+        next_level: list[str] = []
+        for node_id in level:
+            if node_id in distance:
+                continue
+            distance[node_id] = steps
+            for _, (target, _index) in graph.links_of(node_id):
+                if target not in distance:
+                    next_level.append(target)
+        level, steps = next_level, steps + 1
     return distance
 
 
@@ -652,7 +654,10 @@ def _fill(record: Record, graph: _Graph) -> None:
     if not samplers:
         record.warnings.append("no sampler node found")
         return
-    primary_id, final_id = _choose(samplers, _distances_from_outputs(graph))
+    # With one sampler there is nothing to choose (_choose returns it either way), and the
+    # walk over the whole graph is most of the work.
+    distance = _distances_from_outputs(graph) if len(samplers) > 1 else {}
+    primary_id, final_id = _choose(samplers, distance)
     primary, final = samplers[primary_id], samplers[final_id]
     values = primary.values
     record.prompt = "\n".join(t.text for t in primary.positive) or None
