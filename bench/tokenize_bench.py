@@ -6,13 +6,14 @@ Usage:
 DUMP.jsonl is what ``aimeta dump`` writes (e.g. of ``bench/make_corpus.py 3000 DIR``). Each
 round times, for each tokenizer in turn (interleaved, so load from other jobs hits both alike):
 
-* cold: every cache of the module cleared first, as in a fresh process;
+* cold: every cache of the module cleared first, as in a fresh process (import not timed);
 * known pieces: only the whole-prompt cache cleared (new prompts made of pieces already seen,
   the steady state of a long ingest); for a tokenizer without that cache, equal to repeated;
 * repeated: nothing cleared, the same prompts again.
 
 ``--against REV`` loads ``src/aimeta/tokens.py`` as of git revision REV next to the current
-one and checks both give the same tokens. Prints the median of the rounds. Not a test.
+one and checks both give the same tokens. Prints the median of the rounds, in CPU seconds
+(time.process_time: on a shared machine, other jobs skew it less than wall time). Not a test.
 """
 
 from __future__ import annotations
