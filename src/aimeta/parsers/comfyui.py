@@ -517,10 +517,20 @@ def _lora(
     )
 
 
+@lru_cache(maxsize=1024)
+def _input_shape(keys: tuple[str, ...]) -> tuple[tuple[tuple[str, str], ...], bool]:
+    """What a node's input names say about its resources (cached like _natural_order): the
+    _NAMED_INPUTS among them, and whether any is a LoRA stack's ``lora_name_N``."""
+    named = tuple((key, kind) for key, kind in _NAMED_INPUTS if key in keys)
+    return named, any(key.startswith("lora_name_") for key in keys)
+
+
 def _node_resources(graph: _Graph, node_id: str) -> list[Resource]:
-    class_type, inputs = graph.class_of(node_id), graph.inputs(node_id)
-    # Most nodes have none of these inputs: look up which are there, then read only those.
-    named = [(key, kind) for key, kind in _NAMED_INPUTS if key in inputs]
+    class_type, inputs = graph.nodes[node_id]
+    keys = tuple(inputs)
+    # Most nodes have none of the named inputs: read only those that are there.
+    named_inputs, stacked = _input_shape(keys)
+    named = list(named_inputs)
     if "model_name" in inputs:
         lowered = class_type.lower()
         if "upscale" in lowered and "loader" in lowered:
@@ -546,19 +556,27 @@ def _node_resources(graph: _Graph, node_id: str) -> list[Resource]:
         lora = _lora(graph, inputs["lora_name"], model, clip, class_type, node_id)
         if lora:
             found.append(lora)
-    found.extend(_stack_loras(graph, node_id))
+    found.extend(_stack_loras(graph, node_id, keys, stacked))
     return found
 
 
-def _stack_loras(graph: _Graph, node_id: str) -> list[Resource]:
+def _stack_loras(
+    graph: _Graph, node_id: str, keys: tuple[str, ...], stacked: bool
+) -> list[Resource]:
     """LoRA stacks: ``lora_name_N`` inputs (CR LoRA Stack, LoRA Stacker) and rgthree's Power
-    Lora Loader (``lora_N`` objects with on/lora/strength)."""
-    class_type, inputs = graph.class_of(node_id), graph.inputs(node_id)
+    Lora Loader (``lora_N`` objects with on/lora/strength). ``keys``: the node's input names;
+    ``stacked``: whether one starts with ``lora_name_``."""
+    class_type, inputs = graph.nodes[node_id]
     found: list[Resource] = []
     # This runs for every node, and most have neither input: skip reading what is absent.
     count = as_float(graph.scalar(inputs["lora_count"])) if "lora_count" in inputs else None
     simple = "input_mode" in inputs and str(inputs["input_mode"]).lower() == "simple"
-    for key in _natural_order(tuple(inputs)):
+    order = _natural_order(keys)  # raises for absurd names as sorting them always did
+    # Neither a lora_name_N nor an object value (JSON: exactly dict): the loop would find
+    # nothing.
+    if not stacked and dict not in map(type, inputs.values()):
+        return found
+    for key in order:
         match = _STACK_NAME.match(key) if key.startswith("lora_name_") else None
         value = inputs[key]
         if match:
