@@ -20,6 +20,8 @@ MODEL_EXTENSIONS = (
 )
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
+# hash_type's names for plain hex hashes by their length.
+_HASH_TYPES_BY_LENGTH = {8: "autov1", 10: "autov2", 12: "autov3", 64: "sha256"}
 
 # Names people and tools give each kind, keyed without case, spaces, dashes or underscores.
 # LyCORIS-family networks (LoCon, LoHa, LoKr, DoRA) load like LoRAs, so they are LoRAs here.
@@ -97,7 +99,7 @@ def hash_type(value: str) -> str | None:
         return "swarmui_sha256" if len(text) == 66 else "hex"
     if not _HEX.fullmatch(text):
         return None
-    return {8: "autov1", 10: "autov2", 12: "autov3", 64: "sha256"}.get(len(text), "hex")
+    return _HASH_TYPES_BY_LENGTH.get(len(text), "hex")
 
 
 def normalize_hash(value: str) -> str:

@@ -107,6 +107,8 @@ def as_text(value: Any) -> str | None:
 
 def as_float(value: Any) -> float | None:
     """A number from an int, float or numeric string; ``None`` otherwise."""
+    if value is None:  # the common case: an optional value that is absent
+        return None
     if isinstance(value, bool):
         return None
     if isinstance(value, _NUMBERS):

@@ -354,7 +354,9 @@ def _checkpoint(graph: _Graph, value: Any) -> str | None:
         seen.add(node_id)
         inputs = graph.inputs(node_id)
         for key in ("ckpt_name", "base_ckpt_name", "unet_name"):
-            name = as_text(graph.scalar(inputs.get(key), key))
+            if key not in inputs:  # a missing input reads as None
+                continue
+            name = as_text(graph.scalar(inputs[key], key))
             if name and not is_empty_name(name):
                 return name
         link = graph.link(inputs.get("model"))
@@ -626,7 +628,9 @@ def _clip_skip(graph: _Graph, texts: list[_Text]) -> Any:
         seen.add(link[0])
         inputs = graph.inputs(link[0])
         for key in ("stop_at_clip_layer", "clip_skip"):
-            number = as_float(graph.scalar(inputs.get(key), key))
+            if key not in inputs:  # a missing input reads as None
+                continue
+            number = as_float(graph.scalar(inputs[key], key))
             if number is not None and number != 0:
                 return int(abs(number))
         link = graph.link(inputs.get("clip"))
