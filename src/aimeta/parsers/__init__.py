@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from aimeta import civitai
 from aimeta.parsers._values import SHARED_JSON
@@ -83,14 +83,25 @@ def supported_formats_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+# Files of one kind carry the same field names, so the answer is cached by them (bounded:
+# the names come from the files).
+@lru_cache(maxsize=1024)
+def _candidates(names: tuple[str, ...]) -> tuple[ParserInfo, ...]:
+    """The parsers to ask, in order, for fields with these names: those whose source_fields
+    include one of them (the others would say no)."""
+    return tuple(
+        parser
+        for parser in registry()
+        if parser.source_fields is None or not parser.source_fields.isdisjoint(names)
+    )
+
+
 def parse_fields(fields: Mapping[str, str]) -> Record:
     """The record for one file's text fields: the first parser that recognises them, else a
     record with generator ``none`` (nothing generation-like was found)."""
     token = SHARED_JSON.set({})  # JSON decoded by one format is handed to the next
     try:
-        for parser in registry():
-            if parser.source_fields is not None and parser.source_fields.isdisjoint(fields):
-                continue
+        for parser in _candidates(tuple(fields)):
             try:
                 record = parser.parse(fields)
             except RecursionError:
