@@ -70,6 +70,9 @@ def load_json(text: str | None) -> Any:
     ``None`` when it is not JSON or nests too deeply."""
     if not text:
         return None
+    first = text[0]
+    if first not in "{[" and first != "\x00" and not first.isspace():
+        return None  # what stripping would leave starts with this character: no JSON
     stripped = text.strip().strip("\x00").strip()
     if not stripped or stripped[0] not in "{[":
         return None

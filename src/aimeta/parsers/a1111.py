@@ -351,6 +351,7 @@ def _param_name(key: str) -> str:
 
 
 def _apply_params(record: Record, values: Mapping[str, str], lowered: Mapping[str, str]) -> None:
+    params = record.params
     for key, value in values.items():
         name = _param_name(key)
         if name == _SIZE:
@@ -361,8 +362,11 @@ def _apply_params(record: Record, values: Mapping[str, str], lowered: Mapping[st
             continue
         if name in ("hires_width", "hires_height") and value.strip() in ("0", ""):
             continue
-        if name and name not in record.params:
-            record.set_param(name, value)
+        if name and name not in params:
+            # record.set_param for a str value (they all are), without its type checks.
+            text = value.strip()
+            if text:
+                params[name] = text
     set_sampler(record, lowered.get("sampler"), lowered.get("schedule type"))
     if "denoising strength" in lowered and any(key.startswith("hires ") for key in lowered):
         # In a txt2img hires-fix run A1111's "Denoising strength" is the second pass's.
