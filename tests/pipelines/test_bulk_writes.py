@@ -14,7 +14,19 @@ from aimeta.record import Record
 from aimeta.settings import Settings
 from aimeta.tokens import tokenize
 from factory import png_with_text
-from pipelines.test_reader_equivalence import QUERIES
+
+
+QUERIES = {
+    "images": "SELECT key, generator, width, height, sha256, raw_json FROM images ORDER BY key",
+    "kv": "SELECT i.key, kv.key, kv.value FROM kv JOIN images i ON i.id = kv.image_id"
+    " ORDER BY 1, 2",
+    "tokens": "SELECT i.key, side, position, t_raw, t_norm, weight FROM tokens"
+    " JOIN images i ON i.id = tokens.image_id ORDER BY 1, 2, 3",
+    "resources": "SELECT i.key, kind, name, weight, weight_clip, hash, hash_type, source"
+    " FROM resources JOIN images i ON i.id = resources.image_id ORDER BY 1, 2, 3",
+    "errors": "SELECT path, stage FROM errors ORDER BY 1, 2",
+    "fts": "SELECT rowid FROM prompts_fts WHERE prompts_fts MATCH 'fox' ORDER BY 1",
+}
 
 
 def indexes(conn: sqlite3.Connection) -> set[str]:

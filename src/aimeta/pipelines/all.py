@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aimeta import db, events, workers
 from aimeta.pipelines import dump, export, ingest
 from aimeta.pipelines.prepare import Prepared
 from aimeta.settings import Settings
+
+if TYPE_CHECKING:
+    from aimeta.pipelines.resolve import ResolveResult
 
 
 @dataclass
@@ -66,32 +70,48 @@ def run(
                 writer.progress = (str(raw.resolve()), ingest.identity(raw))
             writer.add(prepared, end)
 
-        with db.deferred_indexes(conn, ingest.is_bulk(conn, len(found.pending))):
-            dumped = dump.read(
-                found,
-                reader=settings.reader,
-                exiftool=settings.exiftool,
-                jobs=jobs,
-                sink=sink,
-                on_event=on_event,
-            )
-            writer.flush()
-        ingested.seconds += time.perf_counter() - started
         exports = (out_dir / "records.jsonl", out_dir / "records.csv")
-        exported = ingested.lines > 0 or not all(path.exists() for path in exports)
-        if exported:
-            export.write_both(conn, exports[0], exports[1])
-        _resolve(conn, on_event)
+        with ThreadPoolExecutor(1, thread_name_prefix="export") as background:
+            with db.deferred_indexes(conn, ingest.is_bulk(conn, len(found.pending))):
+                dumped = dump.read(
+                    found,
+                    reader=settings.reader,
+                    exiftool=settings.exiftool,
+                    jobs=jobs,
+                    sink=sink,
+                    on_event=on_event,
+                )
+                writer.flush()
+                resolved = _resolve(conn, on_event)
+                exported = (
+                    ingested.lines > 0
+                    or resolved.rewritten > 0
+                    or not all(path.exists() for path in exports)
+                )
+                # The exports read the committed rows through their own connection while
+                # this one rebuilds the indexes (SQLite leaves the GIL while it works).
+                exporting = background.submit(_export, settings.db, exports) if exported else None
+            if exporting is not None:
+                exporting.result()
+        ingested.seconds += time.perf_counter() - started
         summary = db.summary(conn)
     finally:
         conn.close()
     return AllResult(dumped, ingested, summary, settings.db, exported)
 
 
-def _resolve(conn: sqlite3.Connection, on_event: events.OnEvent) -> None:
+def _resolve(conn: sqlite3.Connection, on_event: events.OnEvent) -> ResolveResult:
     """Apply the stored model-version mappings (the resolve step; nothing to do without any).
 
     Imported here: resolve brings the Civitai client along, which the re-run does not need."""
     from aimeta.pipelines import resolve
 
-    resolve.apply_mappings(conn, on_event=on_event)
+    return resolve.apply_mappings(conn, on_event=on_event)
+
+
+def _export(database: Path, paths: tuple[Path, Path]) -> None:
+    conn = db.open_readonly(database)
+    try:
+        export.write_both(conn, *paths)
+    finally:
+        conn.close()
