@@ -1,7 +1,7 @@
 """Small value helpers shared by the JSON-based format parsers (InvokeAI, NovelAI, SwarmUI, ...).
 
 The standard ``json`` module is used on purpose: it keeps integers of any size exact (seeds
-above 2**64 survive), where orjson refuses them.
+above 2**64 survive), where orjson (3.13) silently turns them into floats.
 """
 
 from __future__ import annotations
