@@ -15,7 +15,6 @@ from aimeta.settings import Settings
 from aimeta.tokens import tokenize
 from factory import png_with_text
 
-
 QUERIES = {
     "images": "SELECT key, generator, width, height, sha256, raw_json FROM images ORDER BY key",
     "kv": "SELECT i.key, kv.key, kv.value FROM kv JOIN images i ON i.id = kv.image_id"
