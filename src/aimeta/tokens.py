@@ -587,16 +587,20 @@ def _emphasis_tokens(segment: str, syntax: Syntax) -> _PieceTokens | None:
     level = _EMPHASIS_LEVELS.get(syntax, {}).get(opened[0])
     if level is None or len(opened) != len(closed) or opened[0] != _OPENER[closed[0]]:
         return None  # unbalanced or crossed: an unclosed group weights more than itself
+    if "BREAK" in text or "AND" in text or (syntax == "compel" and "-" in text):
+        return None  # separator words; compel's "word-" is a weight
     factor, default = level
-    if (number is not None and default is None) or "BREAK" in text or "AND" in text:
+    if number is None:
+        innermost = factor
+    elif default is None:
         return None
-    if syntax == "compel" and "-" in text:
-        return None  # "word-" is a weight
+    else:
+        innermost = _to_float(number, default)
     # As the scanner multiplies: outer levels first, an explicit number on the innermost.
     weight = 1.0
     for _ in range(len(opened) - 1):
         weight *= factor
-    weight *= factor if number is None or default is None else _to_float(number, default)
+    weight *= innermost
     norm = normalize_text(text)
     if not norm:
         return ()
