@@ -154,6 +154,13 @@ def test_deep_nesting_stays_bounded() -> None:
             ],
         ),
         ("<lora::0.5> <unknown:thing:1>", []),
+        # Any case, and in text that is not ASCII (where a plain lower-case search is not used).
+        (
+            "EMBEDDING:Loud, Embedding:Mixed",
+            [("embedding", "Loud", None, None), ("embedding", "Mixed", None, None)],
+        ),
+        ("café, embedding:Neg", [("embedding", "Neg", None, None)]),
+        ("xembedding:no, embeddings:no, embedding", []),
     ],
 )
 def test_prompt_resources(

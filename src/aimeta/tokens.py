@@ -699,9 +699,13 @@ def prompt_resources(prompt: str) -> list[Resource]:
             resource = _network_resource(kind, match.group(2))
             if resource is not None:
                 found.append((match.start(), resource))
-    for match in _EMBEDDING.finditer(prompt):
-        name = match.group(1).rstrip(".")
-        if name:
-            found.append((match.start(), Resource("embedding", name, source="prompt")))
+    # The case-insensitive pattern with its look-behind is tried at every position (~20 µs for
+    # a 500-character prompt); an ASCII prompt can be ruled out by a plain lower-case search.
+    # (Other text keeps the full search: a few non-ASCII letters match "i" or "k" ignoring case.)
+    if not prompt.isascii() or "embedding:" in prompt.lower():
+        for match in _EMBEDDING.finditer(prompt):
+            name = match.group(1).rstrip(".")
+            if name:
+                found.append((match.start(), Resource("embedding", name, source="prompt")))
     found.sort(key=lambda item: item[0])
     return [resource for _, resource in found]
