@@ -135,6 +135,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 # Secondary indexes that a large ingest drops and builds again at the end: building an index
 # from sorted rows is ~3x cheaper than keeping it up to date row by row.
 DEFERRABLE_INDEXES = ("idx_tokens_norm", "idx_kv_key_value", "idx_kv_model_nocase")
+BULK_CHECKPOINT_PAGES = 25_000
 
 
 @contextmanager
@@ -149,6 +150,10 @@ def deferred_indexes(conn: sqlite3.Connection, enabled: bool = True) -> Iterator
     if not enabled:
         yield
         return
+    # Checkpoints (copying the write-ahead log into the database, with two fsyncs) every
+    # ~100 MB instead of every 4 MB: a third of the load's commit time on this kind of disk.
+    checkpoint_pages = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    conn.execute(f"PRAGMA wal_autocheckpoint = {BULK_CHECKPOINT_PAGES}")
     with transaction(conn):
         marks = ",".join("?" * len(DEFERRABLE_INDEXES))
         saved = conn.execute(
@@ -167,6 +172,9 @@ def deferred_indexes(conn: sqlite3.Connection, enabled: bool = True) -> Iterator
         with suppress(DatabaseError):
             _rebuild_indexes(conn, saved, version)
         raise
+    finally:
+        with suppress(sqlite3.Error):  # a connection already closed needs nothing back
+            conn.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint_pages)}")
     _rebuild_indexes(conn, saved, version)
 
 
@@ -250,7 +258,8 @@ def image_rows(
     if record.prompt is not None or record.negative_prompt is not None:
         # One full-text row per image (see prompts_fts in schema.sql).
         rows.fts = (ident, record.prompt, record.negative_prompt)
-    rows.tokens = [(ident, side, t.position, t.t_raw, t.t_norm, t.weight) for side, t in tokens]
+    # Token is a named tuple (position, t_raw, t_norm, weight): the row is the id, side and it.
+    rows.tokens = [(ident, side, *token) for side, token in tokens]
     rows.resources = resource_rows(ident, record)
     return rows
 

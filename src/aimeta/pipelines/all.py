@@ -62,7 +62,7 @@ def run(
             ingested = ingest.IngestResult()
         started = time.perf_counter()
         writer = ingest.BatchWriter(
-            conn, ingested, settings.batch_size, events.ignore, "ingest", None
+            conn, ingested, settings.batch_size, events.ignore, "ingest", None, threaded=jobs > 1
         )
 
         def sink(prepared: list[Prepared], end: int) -> None:
@@ -72,7 +72,8 @@ def run(
 
         exports = (out_dir / "records.jsonl", out_dir / "records.csv")
         with ThreadPoolExecutor(1, thread_name_prefix="export") as background:
-            with db.deferred_indexes(conn, ingest.is_bulk(conn, len(found.pending))):
+            # The writer's thread ends (exit order) before the indexes are rebuilt.
+            with db.deferred_indexes(conn, ingest.is_bulk(conn, len(found.pending))), writer:
                 dumped = dump.read(
                     found,
                     reader=settings.reader,

@@ -9,7 +9,9 @@ generator, parse, tokenize the prompts and replace the image's rows.
 from __future__ import annotations
 
 import hashlib
+import queue
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -75,9 +77,14 @@ def run(
             ends.append(end)
             yield lines
 
-    writer = BatchWriter(conn, result, batch_size, on_event, "ingest", (source_key, source_id))
-    with db.deferred_indexes(conn, is_bulk(conn, total)):
-        use = jobs if total >= 2 * CHUNK_LINES else 1
+    use = jobs if total >= 2 * CHUNK_LINES else 1
+    progress = (source_key, source_id)
+    with (
+        db.deferred_indexes(conn, is_bulk(conn, total)),
+        BatchWriter(
+            conn, result, batch_size, on_event, "ingest", progress, threaded=use > 1
+        ) as writer,
+    ):
         for prepared in workers.ordered_map(prepare_raw_lines, tasks(), jobs=use):
             writer.add(prepared, ends.popleft())
         writer.flush()
@@ -100,6 +107,11 @@ class BatchWriter:
 
     With ``progress`` = (source key, identity), the position in the JSONL file after the batch
     is stored in the same transaction as its rows, so a killed run resumes exactly there.
+
+    With ``threaded``, a thread of its own writes the batches while the caller collects the
+    next ones (SQLite leaves the GIL while it works); at most two batches wait. Use it as a
+    context manager so the thread always ends; ``flush`` waits until all is written and
+    raises the writer's error, if any.
     """
 
     def __init__(
@@ -110,6 +122,8 @@ class BatchWriter:
         on_event: events.OnEvent,
         stage: str,
         progress: tuple[str, str] | None,
+        *,
+        threaded: bool = False,
     ) -> None:
         self.conn = conn
         self.result = result
@@ -119,30 +133,90 @@ class BatchWriter:
         self.progress = progress
         self.batch: list[Prepared] = []
         self.end: int | None = None
+        self._threaded = threaded
+        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=2)
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._abandoned = False
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_rest: object) -> None:
+        if kind is not None:
+            self._abandoned = True  # stopping on an error: what still waits is not written
+        self.close()
 
     def add(self, prepared: list[Prepared], end: int | None = None) -> None:
         """Add prepared lines; ``end`` is the file position after the last of them."""
         self.batch.extend(prepared)
         self.end = end
         if len(self.batch) >= self.batch_size:
-            self.flush()
+            self._submit()
 
     def flush(self) -> None:
-        if not self.batch and self.end is None:
+        """Write what is collected and wait until everything handed over is written."""
+        if self.batch or self.end is not None:
+            self._submit()
+        if self._thread is not None:
+            self._queue.join()
+        self._raise_failure()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _submit(self) -> None:
+        job = _Job(self.batch, self.end, self.progress)
+        self.batch = []
+        self.end = None
+        self._raise_failure()
+        if not self._threaded:
+            self._write(job)
             return
+        if self._thread is None:
+            # Started on the first batch, after the worker processes were forked: a process
+            # forked while this thread held a lock could hang on it.
+            self._thread = threading.Thread(target=self._work, name="aimeta-writer", daemon=True)
+            self._thread.start()
+        self._queue.put(job)
+
+    def _work(self) -> None:
+        while (job := self._queue.get()) is not None:
+            try:
+                if self._failure is None and not self._abandoned:
+                    self._write(job)
+            except BaseException as exc:  # handed to the caller's thread by _raise_failure
+                self._failure = exc
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _write(self, job: _Job) -> None:
         with db.transaction(self.conn):
-            apply(self.conn, self.batch, self.result)
-            if self.progress is not None and self.end is not None:
+            apply(self.conn, job.batch, self.result)
+            if job.progress is not None and job.end is not None:
                 self.conn.execute(
                     "INSERT INTO ingest_progress (source, identity, offset) VALUES (?, ?, ?)"
                     " ON CONFLICT(source) DO UPDATE SET identity=excluded.identity,"
                     " offset=excluded.offset",
-                    (*self.progress, self.end),
+                    (*job.progress, job.end),
                 )
-        self.result.lines += len(self.batch)
-        self.on_event(events.Progress(self.stage, advance=len(self.batch)))
-        self.batch = []
-        self.end = None
+        self.result.lines += len(job.batch)
+        self.on_event(events.Progress(self.stage, advance=len(job.batch)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    batch: list[Prepared]
+    end: int | None
+    progress: tuple[str, str] | None
 
 
 def apply(conn: sqlite3.Connection, batch: list[Prepared], result: IngestResult) -> None:
