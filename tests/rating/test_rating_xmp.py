@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from aimeta.errors import OutputError
+from aimeta.errors import ExifToolMissing, OutputError
 from aimeta.rating.answer import CRITERIA, Rating
 from aimeta.rating.xmp import (
     CRITERION_TAGS,
@@ -183,3 +183,21 @@ def test_darktable_sidecar_keeps_every_darktable_property(
     assert after["XMP-lr:HierarchicalSubject"] == ["test chart", "colour"]
     assert after["XMP-xmpMM:DerivedFrom"] == before["XMP-xmpMM:DerivedFrom"]
     assert after["XMP-exif:DateTimeOriginal"] == before["XMP-exif:DateTimeOriginal"]
+
+
+def test_sidecar_writer_started_later_and_warmed_up(tmp_path: Path) -> None:
+    with pytest.raises(ExifToolMissing):
+        SidecarWriter("/nonexistent/exiftool", start=False)
+    writer = SidecarWriter(start=False)
+    try:
+        writer.start()
+        writer.start()  # a second start does nothing
+        writer.warm_up()
+        rating = Rating({c.key: 6 for c in CRITERIA}, 4, ("tree",))
+        image = tmp_path / "a.jpg"
+        sidecar = writer.write(image, SidecarRating(rating, "m", "h", "2024-05-01T12:00:00Z"))
+        info = writer.read(sidecar)
+    finally:
+        writer.close()
+    assert info is not None and (info.model, info.rating) == ("m", 4)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.jpg.xmp"]

@@ -18,6 +18,7 @@ import contextlib
 import json
 import re
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass
 from importlib import resources
@@ -27,7 +28,7 @@ from typing import Any
 import exiftool
 
 from aimeta.errors import ExifToolFailed, ExifToolMissing, OutputError
-from aimeta.rating.answer import Rating, strip_control
+from aimeta.rating.answer import CRITERIA, Rating, strip_control
 
 SIDECAR_STYLES = ("darktable", "adobe")
 # Criteria with their own tag in aimeta.config (all of them are also in Scores as JSON).
@@ -45,6 +46,7 @@ _READ_TAGS = (
     "-XMP-aimeta:Model",
     "-XMP-xmp:Rating",
 )
+_WARM_UP_TIME = "2000-01-01T00:00:00Z"
 
 
 def config_path() -> Path:
@@ -93,21 +95,50 @@ class SidecarRating:
 
 
 class SidecarWriter:
-    """Reads and writes sidecars through one stay-open ExifTool process (thread-safe)."""
+    """Reads and writes sidecars through one stay-open ExifTool process (thread-safe).
 
-    def __init__(self, executable: str = "exiftool") -> None:
+    ``SidecarWriter()`` starts the process at once. With ``start=False`` the program is only
+    looked up (ExifToolMissing at once when it is not there) and :meth:`start` launches it
+    later, in the thread that is to own it: pyexiftool ties the process to the thread that
+    starts it (on Linux the process ends when that thread ends).
+    """
+
+    def __init__(self, executable: str = "exiftool", *, start: bool = True) -> None:
         self.executable = executable
         self._config = str(config_path())
         self._lock = threading.Lock()
-        self._tool = exiftool.ExifTool(
-            executable=executable, common_args=[], config_file=self._config, encoding="utf-8"
-        )
         try:
-            self._tool.run()
-        except FileNotFoundError as exc:
+            self._tool = exiftool.ExifTool(
+                executable=executable, common_args=[], config_file=self._config, encoding="utf-8"
+            )
+        except FileNotFoundError as exc:  # pyexiftool looks the program up here
             raise ExifToolMissing() from exc
-        except Exception as exc:  # pyexiftool raises several kinds at start-up
-            raise ExifToolFailed(f"cannot start ExifTool ({executable}): {exc}") from exc
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Launch the ExifTool process (nothing to do when it runs already)."""
+        with self._lock:
+            if self._tool.running:
+                return
+            try:
+                self._tool.run()
+            except FileNotFoundError as exc:
+                raise ExifToolMissing() from exc
+            except Exception as exc:  # pyexiftool raises several kinds at start-up
+                raise ExifToolFailed(f"cannot start ExifTool ({self.executable}): {exc}") from exc
+
+    def warm_up(self) -> None:
+        """Write a rating into a sidecar in a temporary folder, so that ExifTool has loaded
+        what writing one needs (about 0.4 s, otherwise spent on the first real write)."""
+        sample = SidecarRating(
+            Rating({c.key: 5 for c in CRITERIA}, 3, ("aimeta",)), "aimeta", "", _WARM_UP_TIME
+        )
+        with (
+            tempfile.TemporaryDirectory(prefix="aimeta-warm-up-") as folder,
+            contextlib.suppress(OutputError, ExifToolFailed),
+        ):
+            self.write(Path(folder) / "warm-up.jpg", sample)
 
     def close(self) -> None:
         with self._lock:
