@@ -26,13 +26,23 @@ option or an unwritable CSV raise AimetaError.
 Order of writes per image: database row, then sidecar, then CSV (flushed every 10 images).
 The database is the record a re-run repairs from: an image rated there but missing from the
 CSV or its sidecar gets that row or sidecar written again without asking the model.
+
+Threads: the calling thread renders (through a pool) and hands images to the model threads;
+one output thread writes every answer (database, sidecar, CSV, in the order the answers came),
+so a freed model slot is refilled at once, not after the writes. The output thread also starts
+the ExifTool process at the beginning of the run and warms ExifTool and pandas up while the
+first requests are in flight. Events are reported from the calling thread only; an image's
+``ItemResult`` comes once its outputs are written, and ``run`` returns once every answer
+received is written.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import functools
 import hashlib
+import importlib
 import json
 import os
 import sqlite3
@@ -40,6 +50,7 @@ import statistics
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -212,6 +223,15 @@ class _Done:
     preview: str | None = None
 
 
+@dataclass
+class _Written:
+    """What the output thread did for one rated image."""
+
+    rated_at: str
+    sidecar: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+
 class _Job:
     def __init__(
         self,
@@ -232,8 +252,12 @@ class _Job:
         self.clients: list[ModelClient] = []
         self.in_flight: Counter[int] = Counter()
         self.conn: sqlite3.Connection | None = None
+        # Looked up at the start, started later in the output thread (see _start_writer).
         self.writer: SidecarWriter | None = None
+        self.writer_started: cf.Future[None] | None = None
         self.csv: RatingsCsv | None = None
+        # The one thread that writes outputs while images are rated (and starts ExifTool).
+        self.output: cf.ThreadPoolExecutor | None = None
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -244,6 +268,10 @@ class _Job:
         lock = contextlib.nullcontext() if self.options.dry_run else FolderLock(self.options.folder)
         with lock:
             try:
+                if self.options.xmp and not self.options.dry_run:
+                    # Only looked up here (ExifToolMissing before anything is sent); its
+                    # process starts when needed, at the latest once the first requests are out.
+                    self.writer = SidecarWriter(self.settings.exiftool, start=False)
                 self._connect_servers()
                 self._open_outputs()
                 todo = self._select_images()
@@ -341,11 +369,8 @@ class _Job:
             if not (preview_dir and str(item.path).startswith(preview_dir + os.sep))
         ]
         self.result.found = len(paths)
-        have_sidecars = any(existing_sidecar(Path(p)) for p in paths)
-        # Started here, in the thread that runs the job: pyexiftool ties the ExifTool process
-        # to the thread that starts it (it dies when that thread ends).
-        if (options.xmp and not options.dry_run) or (options.skip_existing and have_sidecars):
-            self.writer = SidecarWriter(self.settings.exiftool)
+        if options.skip_existing and any(existing_sidecar(Path(p)) for p in paths):
+            self._start_writer()  # to read which model rated them
         if not options.skip_existing:
             return paths
         in_db = self._db_rows()
@@ -369,8 +394,30 @@ class _Job:
         sidecar = existing_sidecar(Path(path))
         if sidecar is None or self.writer is None:
             return None
+        self._await_writer()
         info = self.writer.read(sidecar)
         return info.model if info else None
+
+    def _start_writer(self) -> None:
+        """Have the output thread start ExifTool for sidecars (once; calling thread only). That
+        thread lives until the end of the run: pyexiftool ties the process to the thread that
+        starts it."""
+        if self.writer is None:
+            self.writer = SidecarWriter(self.settings.exiftool, start=False)
+        if self.writer_started is None:
+            self.writer_started = self._output().submit(self.writer.start)
+
+    def _await_writer(self) -> None:
+        """Start ExifTool for sidecars if that is not done yet and wait until it runs; raise
+        when it cannot start (calling thread only)."""
+        self._start_writer()
+        assert self.writer_started is not None
+        self.writer_started.result()
+
+    def _output(self) -> cf.ThreadPoolExecutor:
+        if self.output is None:
+            self.output = cf.ThreadPoolExecutor(1, thread_name_prefix="aimeta-output")
+        return self.output
 
     def _db_rows(self) -> dict[str, sqlite3.Row]:
         if self.conn is None:
@@ -411,6 +458,7 @@ class _Job:
             )
             repaired = True
         if self.options.xmp and self.writer is not None and sidecar_model != row["model"]:
+            self._await_writer()
             try:
                 self.writer.write(
                     Path(path),
@@ -454,12 +502,50 @@ class _Job:
         ready: deque[tuple[str, Rendered]] = deque()
         renders: dict[cf.Future[Any], str] = {}
         calls: dict[cf.Future[Any], str] = {}
+        # Outputs being written, in the order handed over, each with what the calling thread
+        # does once it is written (count it, report it).
+        writes: dict[cf.Future[Any], Callable[[Any], None]] = {}
+        output = self._output()
         render_pool = cf.ThreadPoolExecutor(render_workers, thread_name_prefix="aimeta-render")
         model_pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="aimeta-model")
         unreachable_in_a_row = 0
         stop_seen_at: float | None = None
+        warmed_up = False
+
+        def failed(path: str, reason: str) -> None:
+            future = output.submit(self._record_error, path, reason)
+            writes[future] = lambda _none: self._failed(path, reason)
+
+        def warm_up() -> None:
+            """Start ExifTool and load what the writes need while the first requests are out
+            (before the first write at the latest)."""
+            nonlocal warmed_up
+            if not warmed_up:
+                warmed_up = True
+                if self.options.xmp and self.writer is not None:
+                    self._start_writer()
+                    output.submit(self.writer.warm_up)
+                if self.csv is not None:
+                    _import_in_background("pandas")  # csvout's first flush needs it: ~0.4 s
+
+        def top_up() -> None:
+            if self.stop.is_set():
+                return
+            # Render ahead so a model slot never waits for the renderer.
+            while waiting and len(renders) + len(ready) < workers + render_workers:
+                path = waiting.popleft()
+                renders[render_pool.submit(renderer.render, Path(path))] = path
+            while ready and len(calls) < workers:
+                path, rendered = ready.popleft()
+                client = min(self.clients, key=lambda c: self.in_flight[id(c)])
+                self.in_flight[id(client)] += 1
+                self.emit(events.Progress(STAGE, advance=0, item=path))
+                calls[model_pool.submit(self._ask, path, rendered, client)] = path
+            if calls and (len(calls) >= workers or not waiting):
+                warm_up()
+
         try:
-            while waiting or ready or renders or calls:
+            while waiting or ready or renders or calls or writes:
                 if self.stop.is_set():
                     if stop_seen_at is None:
                         stop_seen_at = time.monotonic()
@@ -472,52 +558,37 @@ class _Job:
                         renders.clear()
                     if not calls or time.monotonic() - stop_seen_at > STOP_GRACE_S:
                         break
-
-                def top_up() -> None:
-                    if self.stop.is_set():
-                        return
-                    # Render ahead so a model slot never waits for the renderer.
-                    while waiting and len(renders) + len(ready) < workers + render_workers:
-                        path = waiting.popleft()
-                        renders[render_pool.submit(renderer.render, Path(path))] = path
-                    while ready and len(calls) < workers:
-                        path, rendered = ready.popleft()
-                        client = min(self.clients, key=lambda c: self.in_flight[id(c)])
-                        self.in_flight[id(client)] += 1
-                        self.emit(events.Progress(STAGE, advance=0, item=path))
-                        calls[model_pool.submit(self._ask, path, rendered, client)] = path
-
                 top_up()
                 done, _pending = cf.wait(
-                    [*renders, *calls], timeout=0.2, return_when=cf.FIRST_COMPLETED
+                    [*renders, *calls, *writes], timeout=0.2, return_when=cf.FIRST_COMPLETED
                 )
-                outcomes: list[_Done] = []
                 for future in done:
                     if future in renders:
                         path = renders.pop(future)
                         try:
                             ready.append((path, future.result()))
                         except AimetaError as exc:
-                            self._failed(path, exc.message)
+                            failed(path, exc.message)
                         except Exception as exc:  # a renderer bug must not end the run
-                            self._failed(path, f"cannot render: {exc!r}")
+                            failed(path, f"cannot render: {exc!r}")
                     elif future in calls:
                         calls.pop(future)
-                        outcome = future.result()
+                        outcome: _Done = future.result()
                         self.in_flight[id(outcome.client)] -= 1
-                        outcomes.append(outcome)
-                # Refill the freed model slots before writing outputs (ExifTool, CSV, SQLite
-                # take time): the server should never wait for the writers.
+                        if outcome.rating is not None and outcome.answer is not None:
+                            unreachable_in_a_row = 0
+                            warm_up()  # queued before the first write
+                            writes[output.submit(self._write_rated, outcome)] = functools.partial(
+                                self._rated, outcome
+                            )
+                        else:
+                            unreachable_in_a_row = (
+                                unreachable_in_a_row + 1 if outcome.unreachable else 0
+                            )
+                            failed(outcome.path, outcome.reason or "no answer")
+                # Refill the freed model slots first: the server never waits for the writes.
                 top_up()
-                for outcome in outcomes:
-                    if outcome.rating is not None and outcome.answer is not None:
-                        unreachable_in_a_row = 0
-                        self._rated(outcome)
-                    else:
-                        unreachable_in_a_row = (
-                            unreachable_in_a_row + 1 if outcome.unreachable else 0
-                        )
-                        self._failed(outcome.path, outcome.reason or "no answer")
+                self._report_written(writes, done)
                 if unreachable_in_a_row >= UNREACHABLE_LIMIT and not self.stop.is_set():
                     self.result.aborted = (
                         f"{unreachable_in_a_row} images in a row found no model server; "
@@ -525,11 +596,25 @@ class _Job:
                     )
                     self._log(self.result.aborted, "error")
                     self.stop.set()
+            # After a stop: the answers that came are written before the run ends.
+            self._report_written(writes, writes)
         finally:
             render_pool.shutdown(wait=False, cancel_futures=True)
             model_pool.shutdown(wait=False, cancel_futures=True)
+            # After an error too, the output thread finishes what it was given (answers
+            # already paid for reach the database) before the outputs are closed.
+            cf.wait(writes)
             renderer.close()
             self.emit(events.Finished(STAGE))
+
+    def _report_written(
+        self, writes: dict[cf.Future[Any], Callable[[Any], None]], done: Collection[Any]
+    ) -> None:
+        """Report the outputs written among ``done`` (waiting for them), in the order they were
+        handed to the output thread; an error of the output thread is raised here."""
+        for future in [f for f in writes if f in done]:
+            then = writes.pop(future)
+            then(future.result())
 
     def _ask(self, path: str, rendered: Rendered, client: ModelClient) -> _Done:
         """Runs in a model thread: one chat call and the parsing of its answer."""
@@ -568,11 +653,16 @@ class _Job:
 
     # -- results ---------------------------------------------------------------------------
 
-    def _rated(self, outcome: _Done) -> None:
+    def _write_rated(self, outcome: _Done) -> _Written:
+        """Runs in the output thread: the database row, then the sidecar, then the CSV row."""
         assert outcome.rating is not None and outcome.answer is not None
         path, rating, answer = outcome.path, outcome.rating, outcome.answer
         model = self.result.model
-        rated_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if self.options.xmp and self.writer_started is not None:
+            # Queued before any write, so done by now; ExifTool that could not start ends
+            # the run (as it did when it was started before the first request).
+            self.writer_started.result()
+        written = _Written(rated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         assert self.conn is not None
         with db.transaction(self.conn):
             self.conn.execute(
@@ -593,22 +683,21 @@ class _Job:
                     answer.completion_tokens,
                     round(answer.duration_s, 3),
                     self.prompts.prompt_hash,
-                    rated_at,
+                    written.rated_at,
                 ),
             )
             db.clear_errors(self.conn, [path], STAGE)
-        sidecar: str | None = None
         if self.options.xmp and self.writer is not None:
             try:
-                sidecar = str(
+                written.sidecar = str(
                     self.writer.write(
                         Path(path),
-                        SidecarRating(rating, model, self.prompts.prompt_hash, rated_at),
+                        SidecarRating(rating, model, self.prompts.prompt_hash, written.rated_at),
                         self.settings.sidecar,
                     )
                 )
             except AimetaError as exc:
-                self._log(f"{path}: {exc.message}", "error")
+                written.problems.append(exc.message)
                 self._record_error(path, exc.message)
         if self.options.csv and self.csv is not None:
             self.csv.add(
@@ -616,7 +705,7 @@ class _Job:
                     path,
                     rating,
                     model=model,
-                    rated_at=rated_at,
+                    rated_at=written.rated_at,
                     prompt_tokens=answer.prompt_tokens,
                     completion_tokens=answer.completion_tokens,
                     duration_s=round(answer.duration_s, 3),
@@ -625,6 +714,14 @@ class _Job:
                     user_prompt=self.prompts.user,
                 )
             )
+        return written
+
+    def _rated(self, outcome: _Done, written: _Written) -> None:
+        """Count and report an image whose outputs are written (calling thread)."""
+        assert outcome.rating is not None and outcome.answer is not None
+        path, rating, answer = outcome.path, outcome.rating, outcome.answer
+        for problem in written.problems:
+            self._log(f"{path}: {problem}", "error")
         self.result.rated += 1
         self.result.overall.append(rating.overall)
         self.result.prompt_tokens += answer.prompt_tokens or 0
@@ -634,21 +731,21 @@ class _Job:
             "overall": rating.overall,
             "scores": rating.scores,
             "keywords": list(rating.keywords),
-            "model": model,
+            "model": self.result.model,
             "api_url": outcome.client.base_url,
             "prompt_tokens": answer.prompt_tokens,
             "completion_tokens": answer.completion_tokens,
             "duration_s": round(answer.duration_s, 3),
-            "sidecar": sidecar,
+            "sidecar": written.sidecar,
             "preview": outcome.preview,
         }
         self.emit(events.ItemResult(STAGE, path, True, data))
         self.emit(events.Progress(STAGE, advance=1, item=path))
 
     def _failed(self, path: str, reason: str) -> None:
+        """Count and report an image that failed (its error is recorded already)."""
         self.result.failed += 1
         self.result.failures.append((path, reason))
-        self._record_error(path, reason)
         self.emit(events.ItemResult(STAGE, path, False, {"path": path, "reason": reason}))
         self.emit(events.Progress(STAGE, advance=1, item=path))
 
@@ -661,6 +758,10 @@ class _Job:
         self.emit(events.Log(message, level))  # type: ignore[arg-type]
 
     def _close(self) -> None:
+        if self.writer_started is not None and not self.writer_started.cancel():
+            cf.wait([self.writer_started])  # a start under way is finished, then closed
+        if self.output is not None:
+            self.output.submit(lambda: None).result()  # the output thread is idle now
         try:
             if self.csv is not None and not self.options.dry_run:
                 self.csv.flush()
@@ -668,10 +769,23 @@ class _Job:
         finally:
             if self.writer is not None:
                 self.writer.close()
+            if self.output is not None:
+                self.output.shutdown()  # after ExifTool is closed: it ends with this thread
             for client in self.clients:
                 client.close()
             if self.conn is not None:
                 self.conn.close()
+
+
+def _import_in_background(module: str) -> None:
+    """Import ``module`` in a thread of its own; whoever imports it meanwhile waits for it
+    (Python's import lock), and an import error shows where the module is used."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+
+    threading.Thread(target=load, name=f"aimeta-import-{module}", daemon=True).start()
 
 
 def _csv_row(path: str, rating: Rating, **fields: Any) -> dict[str, Any]:
