@@ -32,6 +32,84 @@ def default_jobs() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+class Workers:
+    """``jobs`` worker processes, started at once, for several ordered maps in a row.
+
+    Use as a context manager. The processes are forked when it is entered, so create it
+    before starting threads (ExifTool readers, the database writer): a fork copies only the
+    calling thread, and a lock another thread held at that moment would stay locked in the
+    child. With ``jobs`` <= 1 everything runs in this process. If a worker dies (killed, out
+    of memory), the tasks not yet answered run here instead, and so does every later map: a
+    lost worker costs speed, never results.
+    """
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self._executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Workers:
+        if self.jobs > 1:
+            context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.jobs, mp_context=context, initializer=_ignore_interrupts
+            )
+            self._executor.submit(int).result()  # start the processes now (see above)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def map(
+        self, function: Callable[[T], R], tasks: Iterable[T], *, in_flight: int | None = None
+    ) -> Iterator[R]:
+        """``map(function, tasks)`` on the workers, yielding results in task order.
+
+        At most ``in_flight`` tasks (default: 8 per worker) are submitted ahead of the one
+        being consumed, so memory stays bounded however many tasks there are.
+        """
+        if self._executor is None:
+            yield from map(function, tasks)
+            return
+        limit = in_flight or 8 * self.jobs
+        pending: deque[tuple[T, Future[R]]] = deque()
+        source = iter(tasks)
+        unsent: list[T] = []
+        try:
+            for task in source:
+                try:
+                    future = self._executor.submit(function, task)
+                except BrokenProcessPool:  # a worker died since the last answer
+                    unsent.append(task)
+                    break
+                pending.append((task, future))
+                if len(pending) >= limit:
+                    task, future = pending.popleft()
+                    yield self._result(function, task, future)
+                    if self._executor is None:
+                        break
+            while pending:
+                task, future = pending.popleft()
+                yield self._result(function, task, future)
+        finally:
+            for _task, future in pending:
+                future.cancel()
+        # Left over only when the pool broke: finish here.
+        yield from map(function, unsent)
+        yield from map(function, source)
+
+    def _result(self, function: Callable[[T], R], task: T, future: Future[R]) -> R:
+        if self._executor is not None:
+            try:
+                return future.result()
+            except BrokenProcessPool:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
+        future.cancel()
+        return function(task)
+
+
 def ordered_map(
     function: Callable[[T], R],
     tasks: Iterable[T],
@@ -39,62 +117,12 @@ def ordered_map(
     jobs: int,
     in_flight: int | None = None,
 ) -> Iterator[R]:
-    """``map(function, tasks)`` on ``jobs`` worker processes, yielding results in task order.
-
-    At most ``in_flight`` tasks (default: 8 per worker) are submitted ahead of the one being
-    consumed, so memory stays bounded however many tasks there are. With ``jobs`` <= 1 the
-    tasks run in this process. If a worker dies (killed, out of memory), the tasks not yet
-    answered run here instead: a lost worker costs speed, never results.
-    """
-    if jobs <= 1:
-        yield from map(function, tasks)
-        return
-    limit = in_flight or 8 * jobs
-    pending: deque[tuple[T, Future[R]]] = deque()
-    source = iter(tasks)
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
-    executor = ProcessPoolExecutor(
-        max_workers=jobs, mp_context=context, initializer=_ignore_interrupts
-    )
-    broken = False
-    unsent: list[T] = []
-    try:
-        for task in source:
-            try:
-                future = executor.submit(function, task)
-            except BrokenProcessPool:  # a worker died since the last answer
-                broken = True
-                unsent.append(task)
-                break
-            pending.append((task, future))
-            if len(pending) >= limit:
-                task, future = pending.popleft()
-                result, broken = _result(function, task, future, broken)
-                yield result
-                if broken:
-                    break
-        while pending:
-            task, future = pending.popleft()
-            result, broken = _result(function, task, future, broken)
-            yield result
-        # Left over only when the pool broke: finish here.
-        yield from map(function, unsent)
-        yield from map(function, source)
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+    """One :meth:`Workers.map` on ``jobs`` processes started for it."""
+    with Workers(jobs) as pool:
+        yield from pool.map(function, tasks, in_flight=in_flight)
 
 
 def _ignore_interrupts() -> None:
     # Ctrl-C reaches every process of the terminal's group: the main process stops the run
     # and the workers finish their current task instead of each printing a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _result(function: Callable[[T], R], task: T, future: Future[R], broken: bool) -> tuple[R, bool]:
-    if not broken:
-        try:
-            return future.result(), False
-        except BrokenProcessPool:
-            pass
-    future.cancel()
-    return function(task), True

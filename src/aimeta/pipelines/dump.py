@@ -190,17 +190,18 @@ def read(
     # In auto mode a file the native reader rejects (damaged, unusual) is read again by
     # ExifTool, which recovers what it can and says what is wrong.
     retry = reader == "auto" and shutil.which(exiftool) is not None
-    with _Output(found.out, stdout) as output:
+    prepare = sink is not None
+    use = jobs if len(found.pending) >= 2 * CHUNK_FILES else 1
+    # The worker processes are forked before any ExifTool reader thread exists.
+    with _Output(found.out, stdout) as output, workers.Workers(use) as pool:
         # Failures found while listing still get a line, so ingest records them.
         listing = [_line_for_error(path, reason) for path, reason in result.failures]
-        output.write(_chunk_of(listing, sink is not None), [], sink)
+        output.write(_chunk_of(listing, prepare), [], sink)
         on_event(events.Started("read", total=len(found.pending)))
         tasks = (
-            _NativeTask(batch, retry, sha256, sink is not None)
-            for batch in _chunks(native, CHUNK_FILES)
+            _NativeTask(batch, retry, sha256, prepare) for batch in _chunks(native, CHUNK_FILES)
         )
-        use = jobs if len(native) >= 2 * CHUNK_FILES else 1
-        for chunk in workers.ordered_map(_read_native_task, tasks, jobs=use):
+        for chunk in pool.map(_read_native_task, tasks):
             by_exiftool.extend(chunk.retry)
             _account(result, chunk.lines)
             output.write(chunk, chunk.fresh, sink)
@@ -208,16 +209,14 @@ def read(
         if by_exiftool:
             count = processes or min(os.cpu_count() or 1, max(1, len(by_exiftool) // batch_size))
             result.exiftool_processes = count
-            with ExifToolPool(exiftool, processes=count) as pool:
-                paths = [str(item.found.path) for item in by_exiftool]
-                index = 0
-                for answers in pool.read(paths, batch_size=batch_size):
-                    batch = by_exiftool[index : index + len(answers)]
-                    index += len(answers)
-                    lines, fresh = _exiftool_lines(batch, answers, sha256)
-                    _account(result, lines)
-                    output.write(_chunk_of(lines, sink is not None), fresh, sink)
-                    on_event(events.Progress("read", advance=len(batch)))
+            with ExifToolPool(exiftool, processes=count) as exiftool_pool:
+                answered = _exiftool_tasks(exiftool_pool, by_exiftool, batch_size, sha256, prepare)
+                # Checksums, parsing and serialising go to the workers; a batch's tags are
+                # large, so only two per worker wait.
+                for chunk in pool.map(_finish_exiftool_task, answered, in_flight=2 * use):
+                    _account(result, chunk.lines)
+                    output.write(chunk, chunk.fresh, sink)
+                    on_event(events.Progress("read", advance=len(chunk.lines)))
         on_event(events.Finished("read"))
     result.failed = len(result.failures)
     result.seconds += time.perf_counter() - started
@@ -349,6 +348,32 @@ def _read_native_batch(
         if line["error"] is None:
             fresh.append(item)
     return lines, fresh
+
+
+@dataclass(frozen=True, slots=True)
+class _ExifToolTask:
+    batch: list[_Pending]
+    answers: dict[str, dict[str, Any] | str]
+    sha256: bool
+    prepare: bool
+
+
+def _exiftool_tasks(
+    pool: ExifToolPool, items: list[_Pending], batch_size: int, sha256: bool, prepare: bool
+) -> Iterator[_ExifToolTask]:
+    paths = [str(item.found.path) for item in items]
+    index = 0
+    for answers in pool.read(paths, batch_size=batch_size):
+        yield _ExifToolTask(items[index : index + len(answers)], answers, sha256, prepare)
+        index += len(answers)
+
+
+def _finish_exiftool_task(task: _ExifToolTask) -> _Chunk:
+    """Lines for a batch ExifTool has read (runs in a worker process)."""
+    lines, fresh = _exiftool_lines(task.batch, task.answers, task.sha256)
+    chunk = _chunk_of(lines, task.prepare)
+    chunk.fresh = fresh
+    return chunk
 
 
 def _exiftool_lines(

@@ -106,6 +106,9 @@ class ExifToolPool:
             instance = exiftool.ExifTool(
                 executable=self.executable, common_args=[], encoding="utf-8"
             )
+            # pyexiftool reads the answer 4 KB at a time, a Python loop turn each; a batch's
+            # JSON is megabytes.
+            instance.block_size = 1 << 20
             try:
                 instance.run()
             except (ExifToolException, OSError) as exc:
