@@ -58,31 +58,55 @@ def find_images(
             continue
         if not root.is_dir():
             raise InputError(f"{given}: no such file or folder")
-        for path in _walk(root, recursive, on_error):
-            if path.suffix.lower() in extensions:
-                found.setdefault(path, FoundFile(path, root))
+        for path in _walk(root, recursive, extensions, on_error):
+            found.setdefault(path, FoundFile(path, root))
     return sorted(found.values(), key=lambda item: str(item.path))
 
 
 def _walk(
-    root: Path, recursive: bool, on_error: Callable[[str, str], None] | None
+    root: Path,
+    recursive: bool,
+    extensions: frozenset[str],
+    on_error: Callable[[str, str], None] | None,
 ) -> Iterator[Path]:
-    def report(exc: OSError) -> None:
-        if on_error is not None:
-            on_error(str(exc.filename or root), exc.strerror or str(exc))
-
-    for folder, dirs, names in os.walk(root, onerror=report):
-        dirs.sort()
-        base = Path(folder)
-        for name in names:
-            path = base / name
+    """Files under ``root`` with one of ``extensions``. The directory listing says what each
+    entry is, so only symbolic links cost a stat call (re-runs list every file again)."""
+    folders = [root]
+    while folders:
+        folder = folders.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError as exc:
+            if on_error is not None:
+                on_error(str(exc.filename or folder), exc.strerror or str(exc))
+            continue
+        subfolders = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append(Path(entry.path))
+                continue
+            if os.path.splitext(entry.name)[1].lower() not in extensions:
+                continue
             # A directory named x.png, a dangling link or a socket is not an image file.
-            if path.is_file():
-                yield path
-            elif path.is_symlink() and on_error is not None:
-                on_error(str(path), "broken symbolic link")
-        if not recursive:
-            dirs.clear()
+            if _follows_to(entry, os.DirEntry.is_file):
+                yield Path(entry.path)
+            elif (
+                on_error is not None
+                and entry.is_symlink()
+                and not _follows_to(entry, os.DirEntry.is_dir)
+            ):
+                on_error(entry.path, "broken symbolic link")
+        if recursive:
+            folders.extend(reversed(subfolders))
+
+
+def _follows_to(entry: os.DirEntry[str], kind: Callable[[os.DirEntry[str]], bool]) -> bool:
+    """``entry.is_file()``/``is_dir()``, False where following a link fails (a link loop)."""
+    try:
+        return kind(entry)
+    except OSError:
+        return False
 
 
 def _read_umask() -> int:
