@@ -17,22 +17,12 @@ import pytest
 from aimeta import db
 from aimeta.pipelines import dump, ingest
 from conftest import samples_dir
+from db_tables import QUERIES
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
 import make_corpus  # noqa: E402
-
-QUERIES = {
-    "images": "SELECT key, generator, width, height, sha256 FROM images ORDER BY key",
-    "kv": "SELECT i.key, kv.key, kv.value FROM kv JOIN images i ON i.id = kv.image_id"
-    " ORDER BY 1, 2",
-    "tokens": "SELECT i.key, side, position, t_raw, t_norm, weight FROM tokens"
-    " JOIN images i ON i.id = tokens.image_id ORDER BY 1, 2, 3",
-    "resources": "SELECT i.key, kind, name, weight, weight_clip, hash, hash_type, source"
-    " FROM resources JOIN images i ON i.id = resources.image_id ORDER BY 1, 2, 3",
-    "errors": "SELECT path, stage FROM errors ORDER BY 1, 2",
-}
 
 
 def build(folder: Path, reader: str, where: Path) -> sqlite3.Connection:

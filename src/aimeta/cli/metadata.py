@@ -21,6 +21,16 @@ READER_HELP = (
 )
 
 
+JOBS_OPTION = typer.Option(
+    None,
+    "--jobs",
+    "-j",
+    min=0,
+    help="Worker processes that read and parse (0: one per core; 1: none).",
+    show_default="0",
+)
+
+
 @app.command()
 @handle_errors
 def dump(
@@ -94,14 +104,7 @@ def ingest(
     from_start: bool = typer.Option(
         False, "--from-start", help="Process the whole JSONL file again, not only new lines."
     ),
-    jobs: int = typer.Option(
-        None,
-        "--jobs",
-        "-j",
-        min=0,
-        help="Worker processes that read and parse (0: one per core; 1: none).",
-        show_default="0",
-    ),
+    jobs: int = JOBS_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Parse the metadata read by `aimeta dump` into the database.
@@ -161,14 +164,7 @@ def all_command(
     force: bool = typer.Option(False, "--force", help="Read files again even when unchanged."),
     reader: str = typer.Option(None, "--reader", help=READER_HELP, show_default="auto"),
     exiftool: str = typer.Option(None, "--exiftool", help="Path of the ExifTool executable."),
-    jobs: int = typer.Option(
-        None,
-        "--jobs",
-        "-j",
-        min=0,
-        help="Worker processes that read and parse (0: one per core; 1: none).",
-        show_default="0",
-    ),
+    jobs: int = JOBS_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     as_json: bool = typer.Option(
         False, "--json", help="Print the result as one JSON object on stdout (for scripts)."
