@@ -524,9 +524,14 @@ class _Job:
                 warmed_up = True
                 if self.options.xmp and self.writer is not None:
                     self._start_writer()
-                    output.submit(self.writer.warm_up)
+                # pandas (~0.4 s, csvout's first flush needs it) is imported beside ExifTool's
+                # warm-up, but only once ExifTool is started: pyexiftool forks with a
+                # preexec_fn that loads libc in the child, which must not happen while
+                # another thread is loading shared libraries.
                 if self.csv is not None:
-                    _import_in_background("pandas")  # csvout's first flush needs it: ~0.4 s
+                    output.submit(_import_in_background, "pandas")
+                if self.options.xmp and self.writer is not None:
+                    output.submit(self.writer.warm_up)
 
         def top_up() -> None:
             if self.stop.is_set():
