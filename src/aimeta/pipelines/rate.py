@@ -29,11 +29,12 @@ CSV or its sidecar gets that row or sidecar written again without asking the mod
 
 Threads: the calling thread renders (through a pool) and hands images to the model threads;
 one output thread writes every answer (database, sidecar, CSV, in the order the answers came),
-so a freed model slot is refilled at once, not after the writes. The output thread also starts
-the ExifTool process at the beginning of the run and warms ExifTool and pandas up while the
-first requests are in flight. Events are reported from the calling thread only; an image's
-``ItemResult`` comes once its outputs are written, and ``run`` returns once every answer
-received is written.
+so a freed model slot is refilled at once, not after the writes. ExifTool is looked up at the
+start (ExifToolMissing before anything is sent); the output thread starts its process once the
+first requests are out (at once when sidecars must be read to skip images) and warms it up,
+while pandas is imported beside it. Events are reported from the calling thread only; an
+image's ``ItemResult`` comes once its outputs are written, and ``run`` returns once every
+answer received is written.
 """
 
 from __future__ import annotations
