@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import pandas as pd
+import pytest
 
+from aimeta.rating import csvout
 from aimeta.rating.csvout import RatingsCsv, columns, default_csv_path, safe_model_tag
 
 
@@ -57,3 +62,32 @@ def test_unknown_columns_of_an_older_file_are_kept(tmp_path: Path) -> None:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     assert frame.loc[frame.path == "/a.jpg", "note"].item() == "keep me"
     assert len(frame) == 2
+
+
+def test_a_slow_write_postpones_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that took 2 s holds the next back until 9 x 2 s after it, however many rows
+    wait; ``flush`` still writes at once."""
+    path = tmp_path / "r.csv"
+    now = [100.0]
+    real_write = csvout.atomic_write
+
+    @contextmanager
+    def two_second_write(target: Path) -> Iterator[IO[str]]:
+        with real_write(target) as out:
+            yield out
+        now[0] += 2.0
+
+    monkeypatch.setattr(csvout, "atomic_write", two_second_write)
+    ratings = RatingsCsv(path, flush_every=1, clock=lambda: now[0])
+    ratings.add(row("/a.jpg", 1))  # written from 100 s to 102 s: the next is due at 120 s
+    assert len(pd.read_csv(path)) == 1
+    now[0] = 119.0
+    ratings.add_many([row("/b.jpg", 1), row("/c.jpg", 1)])
+    assert len(pd.read_csv(path)) == 1
+    now[0] = 120.0
+    ratings.add(row("/d.jpg", 1))
+    assert len(pd.read_csv(path)) == 4
+    ratings.add(row("/e.jpg", 1))  # due at 122 + 18 s
+    assert len(pd.read_csv(path)) == 4
+    ratings.flush()
+    assert len(pd.read_csv(path)) == 5
