@@ -176,6 +176,23 @@ def test_skip_existing_and_repair_from_database(
     assert (third.rated, third.skipped) == (4, 0)
 
 
+def test_skip_by_sidecar_when_the_database_is_gone(
+    photos: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """The sidecars alone say which model rated each image: aimeta reads them itself, and an
+    odd one (a DOCTYPE, which it does not take on) through ExifTool."""
+    with serve() as server:
+        settings = make_settings(server.base_url)
+        first, _ = _run(settings, photos, csv=False)
+        settings.db.unlink()
+        odd = sorted(photos.glob("*.xmp"))[0]
+        text = odd.read_text()
+        odd.write_text(text.replace("<x:xmpmeta", "<!DOCTYPE x>\n<x:xmpmeta", 1))
+        second, _ = _run(settings, photos, csv=False)
+        assert server.request_count == 4
+    assert (first.rated, second.rated, second.skipped) == (4, 0, 4)
+
+
 def test_stop_event_ends_the_run_cleanly(
     folder_of: Callable[[int], Path], make_settings: Callable[..., Settings]
 ) -> None:

@@ -16,10 +16,12 @@ import pytest
 from aimeta.errors import ExifToolMissing, OutputError
 from aimeta.rating.answer import CRITERIA, Rating
 from aimeta.rating.xmp import (
+    AIMETA_NAMESPACE,
     CRITERION_TAGS,
     SidecarRating,
     SidecarWriter,
     config_path,
+    sidecar_model,
     sidecar_path,
 )
 
@@ -201,3 +203,54 @@ def test_sidecar_writer_started_later_and_warmed_up(tmp_path: Path) -> None:
         writer.close()
     assert info is not None and (info.model, info.rating) == ("m", 4)
     assert [p.name for p in tmp_path.iterdir()] == ["a.jpg.xmp"]
+
+
+def test_sidecar_model_read_without_exiftool_agrees_with_exiftool(
+    tmp_path: Path, writer: SidecarWriter
+) -> None:
+    rating = Rating({c.key: 6 for c in CRITERIA}, 4, ("tree",))
+    for number, model in enumerate(["qwen/qwen2.5-vl:7b", "a & <b>", "7"]):
+        image = tmp_path / f"{number}.jpg"
+        sidecar = writer.write(image, SidecarRating(rating, model, "h", "2024-05-01T12:00:00Z"))
+        info = writer.read(sidecar)
+        assert info is not None and info.model == model
+        assert sidecar_model(sidecar) == model
+    samples = os.environ.get("AIMETA_SAMPLES")
+    if samples and (Path(samples) / SAMPLE).is_file():
+        darktable = Path(samples) / SAMPLE
+        assert sidecar_model(darktable) is None
+        info = writer.read(darktable)
+        assert info is not None and info.model is None
+
+
+def test_sidecar_model_in_short_form_under_another_prefix(tmp_path: Path) -> None:
+    sidecar = tmp_path / "a.jpg.xmp"
+    sidecar.write_text(
+        "<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF"
+        " xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>"
+        f"<rdf:Description rdf:about='' xmlns:r='{AIMETA_NAMESPACE}' r:Model='llava'"
+        " xmlns:other='urn:other' other:Model='not this'/></rdf:RDF></x:xmpmeta>"
+    )
+    assert sidecar_model(sidecar) == "llava"
+    sidecar.write_text(sidecar.read_text().replace(AIMETA_NAMESPACE, "urn:elsewhere"))
+    assert sidecar_model(sidecar) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<x:xmpmeta xmlns:x='adobe:ns:meta/'><unclosed>",
+        "<!DOCTYPE x [<!ENTITY e 'llava'>]><x:xmpmeta xmlns:x='adobe:ns:meta/'/>",
+        "",
+    ],
+    ids=["not well-formed", "doctype", "empty"],
+)
+def test_sidecar_model_leaves_odd_files_to_exiftool(tmp_path: Path, text: str) -> None:
+    sidecar = tmp_path / "a.jpg.xmp"
+    sidecar.write_text(text)
+    with pytest.raises(ValueError):
+        sidecar_model(sidecar)
+
+
+def test_namespace_matches_the_exiftool_config() -> None:
+    assert f"'aimeta' => '{AIMETA_NAMESPACE}'" in config_path().read_text()

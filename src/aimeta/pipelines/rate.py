@@ -23,7 +23,8 @@ to ``STOP_GRACE_S`` to finish, and every output is flushed. Bad images are per-i
 (recorded in the ``errors`` table with stage ``rate``); a missing model server, a wrong
 option or an unwritable CSV raise AimetaError.
 
-Order of writes per image: database row, then sidecar, then CSV (flushed every 10 images).
+Order of writes per image: database row, then sidecar, then CSV (written every 10 images
+while it is small, less often as it grows: see csvout).
 The database is the record a re-run repairs from: an image rated there but missing from the
 CSV or its sidecar gets that row or sidecar written again without asking the model.
 
@@ -31,7 +32,8 @@ Threads: the calling thread renders (through a pool) and hands images to the mod
 one output thread writes every answer (database, sidecar, CSV, in the order the answers came),
 so a freed model slot is refilled at once, not after the writes. ExifTool is looked up at the
 start (ExifToolMissing before anything is sent); the output thread starts its process once the
-first requests are out (at once when sidecars must be read to skip images) and warms it up,
+first requests are out (at once when a sidecar must be read to skip an image and aimeta's
+own reader does not take it on) and warms it up,
 while pandas is imported beside it. Events are reported from the calling thread only; an
 image's ``ItemResult`` comes once its outputs are written, and ``run`` returns once every
 answer received is written.
@@ -68,7 +70,13 @@ from aimeta.llm import ChatAnswer, ModelClient, ServerUnreachable
 from aimeta.rating import prompt_files
 from aimeta.rating.answer import CRITERIA, Rating, fill_user_prompt, json_schema, parse_answer
 from aimeta.rating.csvout import RatingsCsv, default_csv_path
-from aimeta.rating.xmp import SIDECAR_STYLES, SidecarRating, SidecarWriter, existing_sidecar
+from aimeta.rating.xmp import (
+    SIDECAR_STYLES,
+    SidecarRating,
+    SidecarWriter,
+    existing_sidecar,
+    sidecar_model,
+)
 from aimeta.settings import Settings
 
 STAGE = "rate"
@@ -370,8 +378,6 @@ class _Job:
             if not (preview_dir and str(item.path).startswith(preview_dir + os.sep))
         ]
         self.result.found = len(paths)
-        if options.skip_existing and any(existing_sidecar(Path(p)) for p in paths):
-            self._start_writer()  # to read which model rated them
         if not options.skip_existing:
             return paths
         in_db = self._db_rows()
@@ -393,9 +399,14 @@ class _Job:
 
     def _sidecar_model(self, path: str) -> str | None:
         sidecar = existing_sidecar(Path(path))
-        if sidecar is None or self.writer is None:
+        if sidecar is None:
             return None
+        try:
+            return sidecar_model(sidecar)
+        except (OSError, ValueError):
+            pass  # not plain XMP: ExifTool reads what it can, as it will when writing
         self._await_writer()
+        assert self.writer is not None
         info = self.writer.read(sidecar)
         return info.model if info else None
 

@@ -15,11 +15,13 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import subprocess
 import tempfile
 import threading
+import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,8 +31,12 @@ import exiftool
 
 from aimeta.errors import ExifToolFailed, ExifToolMissing, OutputError
 from aimeta.rating.answer import CRITERIA, Rating, strip_control
+from aimeta.readers.native_xmp import MAX_XMP_BYTES
 
 SIDECAR_STYLES = ("darktable", "adobe")
+# The namespace of aimeta's properties, as aimeta.config declares it to ExifTool.
+AIMETA_NAMESPACE = "https://github.com/aimeta/aimeta/ns/rating/1.0/"
+_MODEL_PROPERTY = f"{{{AIMETA_NAMESPACE}}}Model"
 # Criteria with their own tag in aimeta.config (all of them are also in Scores as JSON).
 CRITERION_TAGS = {
     "composition": "Composition",
@@ -59,6 +65,31 @@ def existing_sidecar(image: Path) -> Path | None:
     for candidate in (image.with_name(image.name + ".xmp"), image.with_suffix(".xmp")):
         if candidate.is_file():
             return candidate
+    return None
+
+
+def sidecar_model(sidecar: Path) -> str | None:
+    """The model aimeta last rated with, as ``sidecar`` records it (None: none), read without
+    ExifTool: ~0.4 ms a sidecar instead of ~4.6 ms through the stay-open process, which adds
+    up when a re-run over a darktable folder checks a sidecar per image.
+
+    Raises OSError when the file cannot be read and ValueError when it is not XMP this reader
+    takes on (not well-formed, over MAX_XMP_BYTES, or declaring a DOCTYPE: no entities are
+    expanded): ExifTool decides those.
+    """
+    data = sidecar.read_bytes()
+    if len(data) > MAX_XMP_BYTES or b"<!DOCTYPE" in data:
+        raise ValueError(f"{sidecar} is not plain XMP")
+    try:
+        # The property is an element or, in RDF's short form, an attribute; matched by its
+        # namespace, whatever prefix the file gives it.
+        for _event, element in ElementTree.iterparse(io.BytesIO(data)):
+            if element.tag == _MODEL_PROPERTY:
+                return element.text or ""
+            if _MODEL_PROPERTY in element.attrib:
+                return element.attrib[_MODEL_PROPERTY]
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"{sidecar}: {exc}") from exc
     return None
 
 
