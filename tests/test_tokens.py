@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aimeta.pipelines.prepare import prompt_tokens
+from aimeta.record import Record
 from aimeta.tokens import Token, prompt_resources, tokenize
 
 
@@ -120,6 +122,19 @@ def test_novelai_syntax() -> None:
         ("1.2::cat ears::", "cat ears", 1.2),
         ("-0.8::dog::", "dog", -0.8),
         ("(paren)", "(paren)", 1.0),
+    ]
+
+
+def test_unknown_syntax_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown prompt syntax 'sdxl'"):
+        tokenize("cat", syntax="sdxl")  # type: ignore[arg-type]
+
+
+def test_a_record_naming_an_unknown_syntax_is_read_as_a1111() -> None:
+    record = Record("a1111", prompt="(cat:1.2), dog", extra={"prompt_syntax": "sdxl"})
+    assert [(side, t.t_norm, t.weight) for side, t in prompt_tokens(record)] == [
+        ("pos", "cat", 1.2),
+        ("pos", "dog", 1.0),
     ]
 
 

@@ -37,6 +37,7 @@ from typing import Literal, NamedTuple
 from aimeta.record import Resource
 
 Syntax = Literal["a1111", "novelai", "compel"]
+SYNTAXES: tuple[Syntax, ...] = ("a1111", "novelai", "compel")
 
 
 class Token(NamedTuple):
@@ -400,8 +401,11 @@ def _raw_span(scanner: _Scanner, chars: list[_Char]) -> tuple[int, int]:
 def tokenize(prompt: str, *, syntax: Syntax = "a1111") -> list[Token]:
     """Split ``prompt`` into weighted tokens (see the module docstring for the grammar).
 
-    Returns tokens numbered from 0 in prompt order; empty tokens are dropped. Never raises.
+    Returns tokens numbered from 0 in prompt order; empty tokens are dropped. Never raises for
+    any prompt; a ``syntax`` outside SYNTAXES is a ValueError.
     """
+    if syntax not in SYNTAXES:
+        raise ValueError(f"unknown prompt syntax {syntax!r}; expected one of {SYNTAXES}")
     if not prompt:
         return []
     return list(_prompt_tokens(prompt, syntax))

@@ -18,7 +18,7 @@ from aimeta import db
 from aimeta.parsers import PARSER_VERSION, parse_fields
 from aimeta.readers.fields import pixel_size, text_fields
 from aimeta.record import Record
-from aimeta.tokens import Token, tokenize
+from aimeta.tokens import SYNTAXES, Syntax, Token, tokenize
 
 # Fields whose presence means the file was meant to carry generation metadata: if no parser
 # recognises them, that is reported as an error (e.g. invalid JSON in a ComfyUI chunk).
@@ -130,10 +130,12 @@ def _unparsed_reason(record: Record, fields: dict[str, str]) -> str | None:
 
 
 def prompt_tokens(record: Record) -> list[tuple[str, Token]]:
-    """Tokens of the positive and negative prompt, tagged with their side."""
-    syntax = str(record.extra.get("prompt_syntax", "a1111"))
+    """Tokens of the positive and negative prompt, tagged with their side (A1111 syntax unless
+    the parser named one of :data:`SYNTAXES`)."""
+    named = record.extra.get("prompt_syntax")
+    syntax: Syntax = next((known for known in SYNTAXES if known == named), "a1111")
     tokens: list[tuple[str, Token]] = []
     for side, text in (("pos", record.prompt), ("neg", record.negative_prompt)):
         if text:
-            tokens.extend((side, token) for token in tokenize(text, syntax=syntax))  # type: ignore[arg-type]
+            tokens.extend((side, token) for token in tokenize(text, syntax=syntax))
     return tokens
