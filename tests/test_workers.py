@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-from aimeta.workers import ordered_map
+import pytest
+
+from aimeta.workers import WORKER_NICENESS, ordered_map
 
 PARENT = os.getpid()
 
@@ -24,6 +26,17 @@ def test_results_come_back_in_task_order_from_several_processes() -> None:
     results = list(ordered_map(square_with_pid, range(200), jobs=2, in_flight=7))
     assert [value for value, _pid in results] == [n * n for n in range(200)]
     assert PARENT not in {pid for _value, pid in results}
+
+
+def niceness(_value: int) -> int:
+    return os.nice(0)
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="POSIX only")
+def test_workers_yield_the_cpu_to_this_process() -> None:
+    # The kernel caps niceness at 19.
+    expected = min(19, os.nice(0) + WORKER_NICENESS)
+    assert set(ordered_map(niceness, range(8), jobs=2)) == {expected}
 
 
 def test_one_job_runs_in_this_process() -> None:

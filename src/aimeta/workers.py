@@ -23,6 +23,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
+# Added to the workers' niceness: they yield the CPU to the main process when both want it.
+WORKER_NICENESS = 10
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -51,7 +54,7 @@ class Workers:
         if self.jobs > 1:
             context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
             self._executor = ProcessPoolExecutor(
-                max_workers=self.jobs, mp_context=context, initializer=_ignore_interrupts
+                max_workers=self.jobs, mp_context=context, initializer=_start_worker
             )
             self._executor.submit(int).result()  # start the processes now (see above)
         return self
@@ -122,7 +125,12 @@ def ordered_map(
         yield from pool.map(function, tasks, in_flight=in_flight)
 
 
-def _ignore_interrupts() -> None:
+def _start_worker() -> None:
     # Ctrl-C reaches every process of the terminal's group: the main process stops the run
     # and the workers finish their current task instead of each printing a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(os, "nice"):  # POSIX
+        # The main process's single database writer is the run's critical path and the
+        # workers run ahead of it; when cores are scarce it should not wait behind them.
+        # (2 cores, 3,000 files: `aimeta all` 3.46 s -> 3.31 s, means of 6.)
+        os.nice(WORKER_NICENESS)
