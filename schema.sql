@@ -214,8 +214,12 @@ CREATE VIRTUAL TABLE IF NOT EXISTS prompts_fts USING fts5(
 DROP TRIGGER IF EXISTS trg_kv_prompts_fts_insert;
 
 DROP TRIGGER IF EXISTS trg_kv_prompts_fts_delete;
+-- With no full-text row for the image there is nothing a deleted prompt can make stale: that is
+-- how db.store_batch replaces an image (its row deleted first) without re-indexing the prompts
+-- once per deleted kv row.
 CREATE TRIGGER trg_kv_prompts_fts_delete AFTER DELETE ON kv
 WHEN old.key IN ('prompt', 'negative_prompt')
+    AND EXISTS (SELECT 1 FROM prompts_fts WHERE rowid = old.image_id)
 BEGIN
     DELETE FROM prompts_fts WHERE rowid = old.image_id;
     INSERT INTO prompts_fts (rowid, prompt, negative_prompt)

@@ -355,6 +355,18 @@ def test_full_text_index_follows_prompt_changes(fresh_db) -> None:
     assert found("1girl") == {"c3.png"}  # n5 and its full-text row are gone
 
 
+def test_full_text_index_follows_a_prompt_row_deleted_by_hand(fresh_db) -> None:
+    assert _run(fresh_db, "--text", "sunset") == {"a4.png"}
+    conn = db.connect(fresh_db.path)
+    with db.transaction(conn):
+        conn.execute(
+            "DELETE FROM kv WHERE key = 'prompt' AND image_id ="
+            " (SELECT id FROM images WHERE file_name = 'a4.png')"
+        )
+    conn.close()
+    assert _run(fresh_db, "--text", "sunset") == set()
+
+
 def test_full_text_index_is_filled_for_an_older_database(fresh_db) -> None:
     conn = db.connect(fresh_db.path)
     conn.execute("DELETE FROM prompts_fts")  # as if made before prompts_fts existed
