@@ -178,6 +178,18 @@ def deferred_indexes(conn: sqlite3.Connection, enabled: bool = True) -> Iterator
     _rebuild_indexes(conn, saved, version)
 
 
+def checkpoint(path: Path | str) -> None:
+    """Copy what the write-ahead log holds into the database file, through a connection of its
+    own, without waiting for other connections (a passive checkpoint; best effort: a busy or
+    failing one leaves the log to the next checkpoint)."""
+    with suppress(sqlite3.Error):
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+
+
 def _rebuild_indexes(conn: sqlite3.Connection, saved: list[tuple[str, str]], version: int) -> None:
     with transaction(conn):
         for _name, sql in saved:

