@@ -49,18 +49,23 @@ def find_images(
     Folders that cannot be listed are reported through ``on_error(path, reason)`` and skipped;
     symbolic links to folders are not followed (no loops), links to files are read.
     """
-    found: dict[Path, FoundFile] = {}
+    # Keyed and sorted by the path's text (keyed as the system compares paths: without case
+    # on Windows): hashing and comparing Path objects costs more than listing the folders,
+    # and a re-run over 20,000 files lists them all again.
+    found: dict[str, tuple[str, FoundFile]] = {}
     for given in inputs:
         root = Path(os.path.abspath(given))
         if root.is_file():
             if root.suffix.lower() in extensions:
-                found.setdefault(root, FoundFile(root, root.parent))
+                found.setdefault(os.path.normcase(root), (str(root), FoundFile(root, root.parent)))
             continue
         if not root.is_dir():
             raise InputError(f"{given}: no such file or folder")
-        for path in _walk(root, recursive, extensions, on_error):
-            found.setdefault(path, FoundFile(path, root))
-    return sorted(found.values(), key=lambda item: str(item.path))
+        for text in _walk(root, recursive, extensions, on_error):
+            key = os.path.normcase(text)
+            if key not in found:
+                found[key] = (text, FoundFile(Path(text), root))
+    return [item for _text, item in sorted(found.values(), key=lambda pair: pair[0])]
 
 
 def _walk(
@@ -68,9 +73,10 @@ def _walk(
     recursive: bool,
     extensions: frozenset[str],
     on_error: Callable[[str, str], None] | None,
-) -> Iterator[Path]:
-    """Files under ``root`` with one of ``extensions``. The directory listing says what each
-    entry is, so only symbolic links cost a stat call (re-runs list every file again)."""
+) -> Iterator[str]:
+    """Paths of the files under ``root`` with one of ``extensions``. The directory listing
+    says what each entry is, so only symbolic links cost a stat call (re-runs list every file
+    again)."""
     folders = [root]
     while folders:
         folder = folders.pop()
@@ -90,7 +96,7 @@ def _walk(
                 continue
             # A directory named x.png, a dangling link or a socket is not an image file.
             if _follows_to(entry, os.DirEntry.is_file):
-                yield Path(entry.path)
+                yield entry.path
             elif (
                 on_error is not None
                 and entry.is_symlink()
