@@ -126,3 +126,17 @@ def test_worker_processes_build_the_same_database(tmp_path: Path) -> None:
     assert tables[1]["errors"] == [(str(folder / "broken.png"), "read")]
     assert len(tables[1]["tokens"]) == 300 * 4  # 2 positive (the LoRA tag is none), 2 negative
     assert tables[1] == tables[2]
+
+
+def test_a_load_is_bulk_from_a_thousand_files_and_a_tenth_of_the_stored(tmp_path: Path) -> None:
+    conn = db.connect(tmp_path / "images.db")
+    assert not ingest.is_bulk(conn, ingest.BULK_MIN_LINES - 1)
+    assert ingest.is_bulk(conn, ingest.BULK_MIN_LINES)
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)"
+        " INSERT INTO images (id, key, path, file_name, generator)"
+        " SELECT i, 'k' || i, 'p' || i, 'f', 'none' FROM n"
+    )
+    assert not ingest.is_bulk(conn, 1999)
+    assert ingest.is_bulk(conn, 2000)
+    conn.close()
