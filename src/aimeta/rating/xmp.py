@@ -77,7 +77,8 @@ def sidecar_model(sidecar: Path) -> str | None:
     takes on (not well-formed, over MAX_XMP_BYTES, or declaring a DOCTYPE: no entities are
     expanded): ExifTool decides those.
     """
-    data = sidecar.read_bytes()
+    with sidecar.open("rb") as handle:
+        data = handle.read(MAX_XMP_BYTES + 1)
     if len(data) > MAX_XMP_BYTES or b"<!DOCTYPE" in data:
         raise ValueError(f"{sidecar} is not plain XMP")
     try:
