@@ -301,6 +301,12 @@ _INSERT_IMAGE = """INSERT INTO images (id, key, path, root, file_name, ext, size
        parser_version=excluded.parser_version, ingested_at=excluded.ingested_at"""
 
 
+_INSERT_RESOURCE = (
+    "INSERT INTO resources (image_id, kind, name, weight, weight_clip, hash, hash_type,"
+    " source, extra_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def store_batch(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> None:
     """Replace everything stored for each image of ``batch`` (inside the caller's
     transaction): one statement per table for the whole batch. When an image appears twice,
@@ -333,11 +339,7 @@ def store_batch(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> None:
         " VALUES (?, ?, ?, ?, ?, ?)",
         [row for rows in batch for row in rows.tokens],
     )
-    conn.executemany(
-        "INSERT INTO resources (image_id, kind, name, weight, weight_clip, hash, hash_type,"
-        " source, extra_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [row for rows in batch for row in rows.resources],
-    )
+    conn.executemany(_INSERT_RESOURCE, [row for rows in batch for row in rows.resources])
 
 
 def _existing_ids(conn: sqlite3.Connection, ids: list[int]) -> list[int]:
@@ -371,11 +373,7 @@ def resource_rows(ident: int, record: Record) -> list[tuple[Any, ...]]:
 
 def store_resources(conn: sqlite3.Connection, ident: int, record: Record) -> None:
     """Insert the merged resources of ``record`` for image ``ident`` (rows must be absent)."""
-    conn.executemany(
-        "INSERT INTO resources (image_id, kind, name, weight, weight_clip, hash, hash_type,"
-        " source, extra_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        resource_rows(ident, record),
-    )
+    conn.executemany(_INSERT_RESOURCE, resource_rows(ident, record))
 
 
 def record_error(conn: sqlite3.Connection, path: str, stage: str, reason: str) -> None:

@@ -32,12 +32,12 @@ import itertools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 from aimeta.record import Resource
 
 Syntax = Literal["a1111", "novelai", "compel"]
-SYNTAXES: tuple[Syntax, ...] = ("a1111", "novelai", "compel")
+SYNTAXES: tuple[Syntax, ...] = get_args(Syntax)
 
 
 class Token(NamedTuple):

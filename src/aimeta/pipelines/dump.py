@@ -196,16 +196,20 @@ def read(
     with _Output(found.out, stdout) as output, workers.Workers(use) as pool:
         # Failures found while listing still get a line, so ingest records them.
         listing = [_line_for_error(path, reason) for path, reason in result.failures]
-        output.write(_chunk_of(listing, prepare), [], sink)
+        output.write(_chunk_of(listing, prepare), sink)
         on_event(events.Started("read", total=len(found.pending)))
+
+        def take(chunk: _Chunk) -> None:
+            _account(result, chunk.lines)
+            output.write(chunk, sink)
+            on_event(events.Progress("read", advance=len(chunk.lines)))
+
         tasks = (
             _NativeTask(batch, retry, sha256, prepare) for batch in _chunks(native, CHUNK_FILES)
         )
         for chunk in pool.map(_read_native_task, tasks):
             by_exiftool.extend(chunk.retry)
-            _account(result, chunk.lines)
-            output.write(chunk, chunk.fresh, sink)
-            on_event(events.Progress("read", advance=len(chunk.lines)))
+            take(chunk)
         if by_exiftool:
             count = processes or min(os.cpu_count() or 1, max(1, len(by_exiftool) // batch_size))
             result.exiftool_processes = count
@@ -214,9 +218,7 @@ def read(
                 # Checksums, parsing and serialising go to the workers; a batch's tags are
                 # large, so only two per worker wait.
                 for chunk in pool.map(_finish_exiftool_task, answered, in_flight=2 * use):
-                    _account(result, chunk.lines)
-                    output.write(chunk, chunk.fresh, sink)
-                    on_event(events.Progress("read", advance=len(chunk.lines)))
+                    take(chunk)
         on_event(events.Finished("read"))
     result.failed = len(result.failures)
     result.seconds += time.perf_counter() - started
@@ -484,9 +486,9 @@ class _Output:
             if handle is not None:
                 handle.close()
 
-    def write(self, chunk: _Chunk, fresh: list[_Pending], sink: Sink | None = None) -> None:
-        """Append the chunk's lines; then mark ``fresh`` as read and hand the prepared lines
-        to ``sink`` — only once the lines are safely on disk."""
+    def write(self, chunk: _Chunk, sink: Sink | None = None) -> None:
+        """Append the chunk's lines; then mark its ``fresh`` files as read and hand the
+        prepared lines to ``sink`` — only once the lines are safely on disk."""
         payload = chunk.payload
         if not payload:
             return
@@ -500,10 +502,11 @@ class _Output:
             self.lines.write(payload)
             self.lines.flush()
             os.fsync(self.lines.fileno())
-            if self.seen is not None and fresh:
+            if self.seen is not None and chunk.fresh:
                 self.seen.write(
                     b"".join(
-                        orjson.dumps([str(p.found.path), p.size, p.mtime_ns]) + b"\n" for p in fresh
+                        orjson.dumps([str(p.found.path), p.size, p.mtime_ns]) + b"\n"
+                        for p in chunk.fresh
                     )
                 )
                 self.seen.flush()
