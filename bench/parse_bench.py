@@ -27,7 +27,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 def _load(dump: Path) -> list[dict[str, str]]:
     import orjson
 
-    from aimeta.readers.fields import text_fields
+    from aimeta.metadata.readers.fields import text_fields
 
     fields: list[dict[str, str]] = []
     with dump.open("rb") as handle:
@@ -42,7 +42,7 @@ def _worker(src: str, dump: Path) -> None:
     """Answer each ``run`` line on stdin with the wall-clock and CPU seconds of one pass over
     the corpus."""
     sys.path.insert(0, src)
-    from aimeta.parsers import parse_fields
+    from aimeta.metadata.parsers import parse_fields
 
     fields = _load(dump)
     for item in fields:  # warm-up: imports, regex caches
@@ -93,7 +93,7 @@ def _profile(dump: Path) -> None:
     import pstats
 
     sys.path.insert(0, str(SRC))
-    from aimeta.parsers import parse_fields
+    from aimeta.metadata.parsers import parse_fields
 
     fields = _load(dump)
     for item in fields:

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from aimeta.readers.native import NativeReadError, can_read_native, read_native
+from aimeta.metadata.readers.native import NativeReadError, can_read_native, read_native
 
 
 def _files(folder: Path) -> list[Path]:

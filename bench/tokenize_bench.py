@@ -11,7 +11,7 @@ round times, for each tokenizer in turn (interleaved, so load from other jobs hi
   the steady state of a long ingest); for a tokenizer without that cache, equal to repeated;
 * repeated: nothing cleared, the same prompts again.
 
-``--against REV`` loads ``src/aimeta/tokens.py`` as of git revision REV next to the current
+``--against REV`` loads ``src/aimeta/metadata/tokens.py`` as of git revision REV next to the current
 one and checks both give the same tokens. Prints the median of the rounds, in CPU seconds
 (time.process_time: on a shared machine, other jobs skew it less than wall time). Not a test.
 """
@@ -30,9 +30,9 @@ from types import ModuleType
 
 import orjson
 
-import aimeta.tokens
-from aimeta.parsers import parse_fields
-from aimeta.readers.fields import text_fields
+import aimeta.metadata.tokens
+from aimeta.metadata.parsers import parse_fields
+from aimeta.metadata.readers.fields import text_fields
 
 _PROMPT_CACHES = ("_prompt_tokens",)  # whole-prompt caches, by name
 
@@ -52,7 +52,7 @@ def _prompts(dump: Path) -> list[tuple[str, str]]:
 def _module_at(revision: str) -> ModuleType:
     root = Path(__file__).resolve().parent.parent
     source = subprocess.run(
-        ["git", "show", f"{revision}:src/aimeta/tokens.py"],
+        ["git", "show", f"{revision}:src/aimeta/metadata/tokens.py"],
         cwd=root,
         capture_output=True,
         text=True,
@@ -62,7 +62,7 @@ def _module_at(revision: str) -> ModuleType:
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
-    exec(compile(source, f"{revision}:src/aimeta/tokens.py", "exec"), module.__dict__)
+    exec(compile(source, f"{revision}:src/aimeta/metadata/tokens.py", "exec"), module.__dict__)
     return module
 
 
@@ -108,7 +108,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     options = parser.parse_args()
     prompts = _prompts(options.dump)
-    modules = {"current": aimeta.tokens}
+    modules = {"current": aimeta.metadata.tokens}
     if options.against:
         modules[options.against] = _module_at(options.against)
         for prompt, syntax in prompts:
@@ -116,7 +116,7 @@ def main() -> int:
             if outputs[0] != outputs[1]:
                 print(f"different tokens for {prompt!r} ({syntax})", file=sys.stderr)
                 return 1
-    count = sum(len(_fields(aimeta.tokens, prompt, syntax)) for prompt, syntax in prompts)
+    count = sum(len(_fields(aimeta.metadata.tokens, prompt, syntax)) for prompt, syntax in prompts)
     print(f"{len(prompts)} prompts, {count} tokens")
     times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in modules}
     for _ in range(options.rounds):

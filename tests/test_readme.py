@@ -10,7 +10,7 @@ from typing import Any
 import typer.main
 
 from aimeta.cli import app
-from aimeta.parsers import supported_formats_markdown
+from aimeta.metadata.parsers import supported_formats_markdown
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 # Typer ships its own copy of click, so groups are recognised by their sub-commands.

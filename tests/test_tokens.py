@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aimeta.metadata.record import Record
+from aimeta.metadata.tokens import Token, prompt_resources, tokenize
 from aimeta.pipelines.prepare import prompt_tokens
-from aimeta.record import Record
-from aimeta.tokens import Token, prompt_resources, tokenize
 
 
 def summary(prompt: str, syntax: str = "a1111") -> list[tuple[str, str, float]]:
@@ -214,7 +214,7 @@ _SYNTAX_HEAVY = st.lists(
 @settings(max_examples=400, deadline=None)
 @given(prompt=_SYNTAX_HEAVY, syntax=st.sampled_from(["a1111", "novelai", "compel"]))
 def test_cut_and_cached_tokenizing_equals_whole_prompt_tokenizing(prompt: str, syntax: str) -> None:
-    from aimeta.tokens import _tokenize_whole
+    from aimeta.metadata.tokens import _tokenize_whole
 
     assert tokenize(prompt, syntax=syntax) == _tokenize_whole(prompt, syntax)  # type: ignore[arg-type]
 
@@ -255,7 +255,7 @@ _PIECES_PROMPT = st.lists(st.one_of(_emphasis_piece(), _TEXT), min_size=1, max_s
 @settings(max_examples=600, deadline=None)
 @given(prompt=_PIECES_PROMPT, syntax=st.sampled_from(["a1111", "novelai", "compel"]))
 def test_fast_paths_equal_the_scanner_on_emphasis_shaped_pieces(prompt: str, syntax: str) -> None:
-    from aimeta.tokens import _tokenize_whole, clear_caches
+    from aimeta.metadata.tokens import _tokenize_whole, clear_caches
 
     clear_caches()  # every piece a miss: the fast paths run, not the cache
     assert tokenize(prompt, syntax=syntax) == _tokenize_whole(prompt, syntax)  # type: ignore[arg-type]
@@ -270,7 +270,7 @@ _CUT_TEXT = st.lists(
 @settings(max_examples=600, deadline=None)
 @given(prompt=_CUT_TEXT, syntax=st.sampled_from(["a1111", "novelai"]))
 def test_quick_cut_equals_the_bracket_walk(prompt: str, syntax: str) -> None:
-    from aimeta.tokens import _cut, _top_level_segments
+    from aimeta.metadata.tokens import _cut, _top_level_segments
 
     assert _cut(prompt, syntax) == _top_level_segments(prompt, syntax)  # type: ignore[arg-type]
 
@@ -296,7 +296,7 @@ def test_token_keeps_its_fields_and_constructor() -> None:
 
 
 def test_a_full_piece_cache_forgets_and_stays_correct(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aimeta import tokens
+    from aimeta.metadata import tokens
 
     monkeypatch.setattr(tokens, "_PIECE_CACHE_SIZE", 4)
     tokens.clear_caches()

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aimeta.vocab import normalize_sampler, normalize_scheduler
+from aimeta.metadata.vocab import normalize_sampler, normalize_scheduler
 
 
 @pytest.mark.parametrize(

@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 
 from aimeta.errors import DatabaseBusy, DatabaseError
-from aimeta.record import Record
-from aimeta.resource_names import merge_resources
-from aimeta.tokens import Token
+from aimeta.metadata.record import Record
+from aimeta.metadata.resources import merge_resources
+from aimeta.metadata.tokens import Token
 
 BUSY_TIMEOUT_MS = 30_000
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aimeta.parsers import a1111
-from aimeta.record import Record
+from aimeta.metadata.parsers import a1111
+from aimeta.metadata.record import Record
 
 BASIC = (
     "photo of a duck\n"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from aimeta.parsers import ORDER, civitai_comfy, comfyui_exif, parse_fields, tensorart
-from aimeta.readers.fields import text_fields
+from aimeta.metadata.parsers import ORDER, civitai_comfy, comfyui_exif, parse_fields, tensorart
+from aimeta.metadata.readers.fields import text_fields
 from factory import jpeg_with_exif, png_with_text, webp_with_exif
 
 GRAPH = {
@@ -89,11 +89,11 @@ def test_markers_without_a_graph_are_not_claimed() -> None:
     assert tensorart.parse({"prompt": json.dumps(GRAPH)}) is None
 
 
-# --- reading the graph: needs aimeta.parsers.comfyui -------------------------------------
+# --- reading the graph: needs aimeta.metadata.parsers.comfyui -------------------------------------
 
 
 def test_exif_graphs_are_read(tmp_path: Path) -> None:
-    pytest.importorskip("aimeta.parsers.comfyui")
+    pytest.importorskip("aimeta.metadata.parsers.comfyui")
     for name, fields in exif_cases(tmp_path).items():
         record = parse_fields(fields)
         assert record.generator == "comfyui", name
@@ -103,7 +103,7 @@ def test_exif_graphs_are_read(tmp_path: Path) -> None:
 
 
 def test_civitai_jpeg_graph_with_airs_and_extra_metadata(tmp_path: Path) -> None:
-    pytest.importorskip("aimeta.parsers.comfyui")
+    pytest.importorskip("aimeta.metadata.parsers.comfyui")
     request = {
         "prompt": "a red fox",
         "negativePrompt": "blurry",
@@ -125,7 +125,7 @@ def test_civitai_jpeg_graph_with_airs_and_extra_metadata(tmp_path: Path) -> None
 
 
 def test_tensorart_generation_data_with_mojibake_repaired(tmp_path: Path) -> None:
-    pytest.importorskip("aimeta.parsers.comfyui")
+    pytest.importorskip("aimeta.metadata.parsers.comfyui")
     data = {
         "prompt": "#テスト, a red fox",
         "negativePrompt": "blurry",
@@ -145,7 +145,7 @@ def test_tensorart_generation_data_with_mojibake_repaired(tmp_path: Path) -> Non
 
 
 def test_comfy_image_saver_graph_wins_over_its_a1111_text(tmp_path: Path) -> None:
-    pytest.importorskip("aimeta.parsers.comfyui")
+    pytest.importorskip("aimeta.metadata.parsers.comfyui")
     text = (
         "unknown\nNegative prompt: unknown\nSteps: 20, Sampler: euler, CFG scale: 7.0, "
         "Seed: 0, Size: 832x1216, Model: sdxl, Hashes: {}, Version: ComfyUI"

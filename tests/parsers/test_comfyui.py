@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aimeta.parsers import comfyui
-from aimeta.record import Record
+from aimeta.metadata.parsers import comfyui
+from aimeta.metadata.record import Record
 
 
 def node(class_type: str, **inputs: Any) -> dict[str, Any]:

@@ -7,8 +7,8 @@ import subprocess
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from aimeta.parsers import drawthings
-from aimeta.readers.fields import text_fields
+from aimeta.metadata.parsers import drawthings
+from aimeta.metadata.readers.fields import text_fields
 from factory import png_with_text
 
 SETTINGS = {

@@ -6,8 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from aimeta.parsers import easydiffusion
-from aimeta.readers.fields import text_fields
+from aimeta.metadata.parsers import easydiffusion
+from aimeta.metadata.readers.fields import text_fields
 from factory import jpeg_with_exif, png_with_text
 
 SETTINGS = {

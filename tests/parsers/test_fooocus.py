@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from aimeta.parsers import fooocus
-from aimeta.readers.fields import text_fields
-from aimeta.record import Record
+from aimeta.metadata.parsers import fooocus
+from aimeta.metadata.readers.fields import text_fields
+from aimeta.metadata.record import Record
 from factory import png_with_text
 
 BIG_SEED = "18446744073709551615"  # 2**64 - 1, as a string: must stay exact

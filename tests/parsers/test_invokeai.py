@@ -6,8 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from aimeta.parsers import invokeai
-from aimeta.readers.fields import text_fields
+from aimeta.metadata.parsers import invokeai
+from aimeta.metadata.readers.fields import text_fields
 from factory import png_with_text
 
 DREAM = (

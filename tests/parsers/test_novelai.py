@@ -6,9 +6,9 @@ import json
 import subprocess
 from pathlib import Path
 
-from aimeta.parsers import novelai
-from aimeta.readers.fields import text_fields
-from aimeta.record import Record
+from aimeta.metadata.parsers import novelai
+from aimeta.metadata.readers.fields import text_fields
+from aimeta.metadata.record import Record
 from factory import jpeg_with_exif, png_with_text, webp_with_exif
 
 COMMENT = {

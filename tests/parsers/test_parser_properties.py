@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aimeta.parsers import parse_fields, registry, supported_formats_markdown
-from aimeta.record import Record
+from aimeta.metadata.parsers import parse_fields, registry, supported_formats_markdown
+from aimeta.metadata.record import Record
 
 # Field names the parsers read, so generated input reaches their code paths.
 FIELD_NAMES = [

@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from aimeta.parsers import parse_fields
-from aimeta.readers.fields import text_fields
-from aimeta.record import Record
+from aimeta.metadata.parsers import parse_fields
+from aimeta.metadata.readers.fields import text_fields
+from aimeta.metadata.record import Record
 from conftest import samples_dir
 
 

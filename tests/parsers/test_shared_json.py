@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aimeta.parsers import _values, parse_fields
+from aimeta.metadata.parsers import _values, parse_fields
 
 GRAPH: dict[str, Any] = {
     "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}},
@@ -72,7 +72,7 @@ def test_no_format_changes_the_values_it_is_handed(
         def reset(self, token: Any) -> None:
             _values.SHARED_JSON.reset(token)
 
-    monkeypatch.setattr("aimeta.parsers.SHARED_JSON", Recording())
+    monkeypatch.setattr("aimeta.metadata.parsers.SHARED_JSON", Recording())
     parse_fields(fields)
     [memo] = memos
     assert memo, "nothing was shared"

@@ -6,8 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from aimeta.parsers import ORDER, parse_fields, swarmui
-from aimeta.readers.fields import text_fields
+from aimeta.metadata.parsers import ORDER, parse_fields, swarmui
+from aimeta.metadata.readers.fields import text_fields
 from factory import jpeg_with_exif, png_with_text
 
 BIG_SEED = 2**64 + 12345  # beyond 64 bits: must survive as exact text

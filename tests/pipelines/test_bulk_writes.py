@@ -8,12 +8,12 @@ from pathlib import Path
 
 import db_tables
 from aimeta import db
+from aimeta.metadata.record import Record
+from aimeta.metadata.tokens import tokenize
 from aimeta.pipelines import all as all_pipeline
 from aimeta.pipelines import ingest
 from aimeta.pipelines.prepare import Prepared
-from aimeta.record import Record
 from aimeta.settings import Settings
-from aimeta.tokens import tokenize
 from factory import png_with_text
 
 # The full-text index answers the same search whether workers parsed or not.

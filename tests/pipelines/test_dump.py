@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from aimeta.errors import ExifToolMissing, UsageError
+from aimeta.metadata.readers.fields import text_fields
 from aimeta.pipelines import dump
-from aimeta.readers.fields import text_fields
 from factory import jpeg_with_exif, plain_png, png_with_text, webp_with_exif
 
 INFOTEXT = (

@@ -2,7 +2,7 @@
 
 Over a generated mixed corpus, the bundled examples and, when AIMETA_SAMPLES is set, the real
 sample files: every normalised field, token and resource is the same whichever reader read the
-files. Raw fields may differ only in naming (documented in aimeta.readers.native).
+files. Raw fields may differ only in naming (documented in aimeta.metadata.readers.native).
 """
 
 from __future__ import annotations

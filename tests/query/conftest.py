@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from aimeta import db
-from aimeta.record import Record, Resource
-from aimeta.tokens import Token
+from aimeta.metadata.record import Record, Resource
+from aimeta.metadata.tokens import Token
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ from typer.testing import CliRunner
 
 from aimeta import db
 from aimeta.cli import app
+from aimeta.metadata.record import Record
+from aimeta.metadata.resources import normalize_name
+from aimeta.metadata.tokens import Token
 from aimeta.pipelines.search import (
     SearchQuery,
     fts_query,
@@ -25,9 +28,6 @@ from aimeta.pipelines.search import (
     search,
     search_sql,
 )
-from aimeta.record import Record
-from aimeta.resource_names import normalize_name
-from aimeta.tokens import Token
 
 runner = CliRunner()
 

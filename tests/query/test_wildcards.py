@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from aimeta import db
 from aimeta.cli import app
+from aimeta.metadata.record import Record
+from aimeta.metadata.tokens import Token
 from aimeta.pipelines.wildcards import LineFilter, finish, format_weight
-from aimeta.record import Record
-from aimeta.tokens import Token
 
 GOLDEN = Path(__file__).parent / "golden"
 runner = CliRunner()

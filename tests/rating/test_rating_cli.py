@@ -232,18 +232,18 @@ def test_pipeline_knows_nothing_of_the_terminal() -> None:
     # (httpx itself imports rich when it is installed, so look at aimeta's own imports.)
     import ast
 
-    import aimeta.imaging
-    import aimeta.llm
     import aimeta.pipelines.doctor
     import aimeta.pipelines.rate
-    import aimeta.rating.xmp
+    import aimeta.rating.client
+    import aimeta.rating.render
+    import aimeta.rating.sidecar
 
     for module in (
         aimeta.pipelines.rate,
         aimeta.pipelines.doctor,
-        aimeta.llm,
-        aimeta.imaging,
-        aimeta.rating.xmp,
+        aimeta.rating.client,
+        aimeta.rating.render,
+        aimeta.rating.sidecar,
     ):
         tree = ast.parse(Path(str(module.__file__)).read_text())
         names = {

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from aimeta.errors import InputError
-from aimeta.imaging import Renderer, RenderError, choose_converter
+from aimeta.rating.render import Renderer, RenderError, choose_converter
 
 
 def decoded(data: bytes) -> Image.Image:

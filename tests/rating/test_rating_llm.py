@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from aimeta.errors import ModelServerError
-from aimeta.llm import ModelClient, RetryableError, ServerUnreachable
+from aimeta.rating.client import ModelClient, RetryableError, ServerUnreachable
 
 ANSWER = {
     "choices": [{"message": {"content": "{}"}, "finish_reason": "stop"}],

@@ -15,7 +15,7 @@ import pytest
 from aimeta import events
 from aimeta.errors import ExifToolMissing, OutputError
 from aimeta.pipelines import rate
-from aimeta.rating.xmp import SidecarWriter
+from aimeta.rating.sidecar import SidecarWriter
 from aimeta.settings import Settings
 from openai_server import serve
 

@@ -15,7 +15,7 @@ import pytest
 
 from aimeta.errors import ExifToolMissing, OutputError
 from aimeta.rating.answer import CRITERIA, Rating
-from aimeta.rating.xmp import (
+from aimeta.rating.sidecar import (
     AIMETA_NAMESPACE,
     CRITERION_TAGS,
     SidecarRating,

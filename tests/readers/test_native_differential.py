@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from aimeta.readers.fields import pixel_size, text_fields
-from aimeta.readers.native import read_native
+from aimeta.metadata.readers.fields import pixel_size, text_fields
+from aimeta.metadata.readers.native import read_native
 from conftest import samples_dir
 from factory import jpeg_with_exif, png_chunk, png_with_text, user_comment_bytes, webp_with_exif
 

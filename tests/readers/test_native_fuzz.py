@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from aimeta.errors import InputError
-from aimeta.readers import native
-from aimeta.readers.native import NativeReadError, can_read_native, read_native
+from aimeta.metadata.readers import native
+from aimeta.metadata.readers.native import NativeReadError, can_read_native, read_native
 from factory import png_chunk, user_comment_bytes
 
 from .builders import (

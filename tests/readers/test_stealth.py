@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aimeta.readers.native import NativeReadError
-from aimeta.readers.stealth import read_stealth
+from aimeta.metadata.readers.native import NativeReadError
+from aimeta.metadata.readers.stealth import read_stealth
 from conftest import samples_dir
 
 INFOTEXT = "a lighthouse at dusk, 東京\nNegative prompt: blurry\nSteps: 24, Seed: 42, Size: 48x40"

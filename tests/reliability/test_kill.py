@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 from rel_support import ForkServer, Run, integrity_ok, make_photos, table_dump
 
-from aimeta.rating.xmp import config_path
+from aimeta.rating.sidecar import config_path
 from factory import png_with_text
 from openai_server import serve
 

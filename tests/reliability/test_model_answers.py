@@ -17,7 +17,7 @@ import pytest
 from rel_support import integrity_ok, make_photos, run_aimeta
 
 import openai_server
-from aimeta.rating.xmp import config_path
+from aimeta.rating.sidecar import config_path
 
 HOSTILE_KEYWORDS = [
     "<b>bold</b> & \"quoted\" 'single'",

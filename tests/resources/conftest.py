@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from aimeta import db
-from aimeta.record import Record
+from aimeta.metadata.record import Record
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aimeta.civitai import (
+from aimeta.metadata.civitai.refs import (
     Air,
     kind_from_civitai_type,
     parse_air,
@@ -172,9 +172,9 @@ def test_version_id_of_ref() -> None:
 
 
 def test_air_named_loaders_become_the_same_placeholder_as_the_resource_list() -> None:
-    from aimeta.civitai import with_civitai_references
-    from aimeta.record import Resource
-    from aimeta.resource_names import merge_resources
+    from aimeta.metadata.civitai.refs import with_civitai_references
+    from aimeta.metadata.record import Resource
+    from aimeta.metadata.resources import merge_resources
 
     loaders = [
         Resource("lora", "urn:air:sdxl:lora:civitai:12345@67890", weight=0.7, source="LoraLoader"),

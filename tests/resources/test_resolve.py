@@ -12,11 +12,11 @@ import httpx
 import orjson
 import pytest
 
-from aimeta.civitai import resources_from_civitai
 from aimeta.errors import InputError
+from aimeta.metadata.civitai.refs import resources_from_civitai
+from aimeta.metadata.record import Record, Resource
+from aimeta.metadata.resources import hash_only_name
 from aimeta.pipelines import resolve
-from aimeta.record import Record, Resource
-from aimeta.resource_names import hash_only_name
 from aimeta.settings import Settings
 
 PONY_SHA = "67ab2fd8ec439a89b3fedb15cc65f54336af163c7eb5e4f2acc98f090a29b0b3"

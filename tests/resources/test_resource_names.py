@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aimeta.record import Resource
-from aimeta.resource_names import (
+from aimeta.metadata.record import Resource
+from aimeta.metadata.resources import (
     hash_only_name,
     hash_type,
     merge_resources,

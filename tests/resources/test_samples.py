@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from aimeta.metadata.readers.fields import text_fields
 from aimeta.pipelines import resources
-from aimeta.readers.fields import text_fields
 
 SAMPLES = Path(os.environ.get("AIMETA_SAMPLES", "")) / "generated"
 

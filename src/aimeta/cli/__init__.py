@@ -7,17 +7,9 @@ function and render its result; nothing below this package knows about Typer or 
 
 from __future__ import annotations
 
-import importlib
-
-from aimeta.cli.common import app
-
 # Each module adds its commands to `app` when imported; the order is the order in --help.
-for _module in ("metadata", "resources", "query", "rating", "web"):
-    try:
-        importlib.import_module(f"aimeta.cli.{_module}")
-    except ModuleNotFoundError as _exc:  # a topic not built yet
-        if _exc.name != f"aimeta.cli.{_module}":
-            raise
+from aimeta.cli import metadata, query, rating, resources, web  # noqa: F401
+from aimeta.cli.common import app
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import httpx
 
 from aimeta import db
 from aimeta.errors import AimetaError, ModelServerError
-from aimeta.llm import ModelClient
+from aimeta.rating.client import ModelClient
 from aimeta.settings import Settings
 
 Status = Literal["ok", "warning", "problem"]

@@ -2,7 +2,7 @@
 
 Each line describes one file: ``path``, ``root``, ``key`` (stable identity), ``size``,
 ``mtime_ns``, ``sha256``, ``reader`` (``native`` or ``exiftool``), ``tags`` (ExifTool-style
-``Group:Name`` keys, see :mod:`aimeta.readers.fields`), ``error`` (a reason, or null) and,
+``Group:Name`` keys, see :mod:`aimeta.metadata.readers.fields`), ``error`` (a reason, or null) and,
 for damaged files whose metadata could still be read, ``warnings``. The first line is a
 header (``{"aimeta_dump": 1, "id": ...}``) that identifies the file.
 
@@ -30,9 +30,14 @@ import orjson
 from aimeta import events, workers
 from aimeta.errors import AimetaError, OutputError, UsageError
 from aimeta.files import FoundFile, find_images
-from aimeta.readers.exiftool import ExifToolPool
-from aimeta.readers.fields import text_fields
-from aimeta.readers.native import MAX_TEXT_BYTES, NativeReadError, NativeTooLarge, read_native
+from aimeta.metadata.readers.exiftool import ExifToolPool
+from aimeta.metadata.readers.fields import text_fields
+from aimeta.metadata.readers.native import (
+    MAX_TEXT_BYTES,
+    NativeReadError,
+    NativeTooLarge,
+    read_native,
+)
 
 if TYPE_CHECKING:
     from aimeta.pipelines.prepare import Prepared
@@ -314,7 +319,7 @@ def _finish(line: dict[str, Any], item: _Pending, sha256: bool) -> None:
             _GENERATION_FIELDS & text_fields(line["tags"]).keys()
         ):
             # Imported here: Pillow costs ~0.1 s at start-up and is rarely needed.
-            from aimeta.readers.stealth import read_stealth
+            from aimeta.metadata.readers.stealth import read_stealth
 
             stealth = read_stealth(path)
             if stealth:

@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 
 from aimeta import db
-from aimeta.parsers import PARSER_VERSION, parse_fields
-from aimeta.readers.fields import pixel_size, text_fields
-from aimeta.record import Record
-from aimeta.tokens import SYNTAXES, Syntax, Token, tokenize
+from aimeta.metadata.parsers import PARSER_VERSION, parse_fields
+from aimeta.metadata.readers.fields import pixel_size, text_fields
+from aimeta.metadata.record import Record
+from aimeta.metadata.tokens import SYNTAXES, Syntax, Token, tokenize
 
 # Fields whose presence means the file was meant to carry generation metadata: if no parser
 # recognises them, that is reported as an error (e.g. invalid JSON in a ComfyUI chunk).

@@ -64,13 +64,13 @@ import httpx
 from aimeta import db, events
 from aimeta.errors import AimetaError, ModelServerError, RatingError, UsageError
 from aimeta.files import find_images
-from aimeta.folder_lock import FolderLock
-from aimeta.imaging import CONVERTERS, IMAGE_SUFFIXES, Rendered, Renderer
-from aimeta.llm import ChatAnswer, ModelClient, ServerUnreachable
 from aimeta.rating import prompt_files
 from aimeta.rating.answer import CRITERIA, Rating, fill_user_prompt, json_schema, parse_answer
+from aimeta.rating.client import ChatAnswer, ModelClient, ServerUnreachable
 from aimeta.rating.csvout import RatingsCsv, default_csv_path
-from aimeta.rating.xmp import (
+from aimeta.rating.lock import FolderLock
+from aimeta.rating.render import CONVERTERS, IMAGE_SUFFIXES, Rendered, Renderer
+from aimeta.rating.sidecar import (
     SIDECAR_STYLES,
     SidecarRating,
     SidecarWriter,

@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from aimeta import db, events
-from aimeta.civitai import (
+from aimeta.errors import InputError
+from aimeta.metadata.civitai.refs import (
     VERSION_REF_PREFIX,
     ModelVersion,
     version_from_map_row,
     version_id_of_ref,
     versions_from_api,
 )
-from aimeta.errors import InputError
-from aimeta.resource_names import HASH_NAME_PREFIX, hash_type, normalize_hash
+from aimeta.metadata.resources import HASH_NAME_PREFIX, hash_type, normalize_hash
 from aimeta.settings import Settings
 
 if TYPE_CHECKING:
@@ -339,7 +339,7 @@ def _lookup_online(
     if not questions:
         return
     # Imported here: httpx is only needed for --online.
-    from aimeta.civitai_api import CivitaiClient, CivitaiUnreachable
+    from aimeta.metadata.civitai.client import CivitaiClient, CivitaiUnreachable
 
     on_event(events.Started("civitai", total=len(questions)))
     with CivitaiClient(

@@ -20,8 +20,8 @@ import orjson
 
 from aimeta import db, events
 from aimeta.errors import DatabaseError
-from aimeta.parsers import parse_fields
-from aimeta.record import Record
+from aimeta.metadata.parsers import parse_fields
+from aimeta.metadata.record import Record
 
 STAGE = "resources"
 

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 
 from aimeta.errors import UsageError
-from aimeta.resource_names import normalize_name
-from aimeta.tokens import normalize_text, tokenize
+from aimeta.metadata.resources import normalize_name
+from aimeta.metadata.tokens import normalize_text, tokenize
 
 _FTS_TERM = re.compile(r'"([^"]*)"|(\S+)')
 

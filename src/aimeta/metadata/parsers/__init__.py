@@ -1,23 +1,37 @@
 """Generator-format parsers and the registry that tries them in order.
 
-Each format is one module exposing ``PARSER``: a :class:`ParserInfo` whose ``parse`` takes the
-canonical text fields of one file (see :mod:`aimeta.readers.fields`) and returns a
-:class:`~aimeta.record.Record`, or ``None`` when the fields are not in its format. Parsers are
-pure: no I/O, no globals, and they never raise on bad input (they return ``None`` or a record
-with warnings). Adding a format is adding one module and its name to ``ORDER``; its
+Each format is one module exposing ``PARSER``: a :class:`ParserInfo` whose ``parse`` takes
+the canonical text fields of one file (see :mod:`aimeta.metadata.readers.fields`) and returns
+a :class:`~aimeta.metadata.record.Record`, or ``None`` when the fields are not in its format.
+Parsers are pure: no I/O, no globals, and they never raise on bad input (they return ``None``
+or a record with warnings). Adding a format is adding one module to ``_MODULES``; its
 ``source_fields`` name every field whose presence can make it return a record.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from functools import cache, lru_cache
+from collections.abc import Mapping
+from functools import lru_cache
+from types import ModuleType
 
-from aimeta import civitai
-from aimeta.parsers._values import SHARED_JSON
-from aimeta.record import Record
+from aimeta.metadata.civitai import refs as civitai
+from aimeta.metadata.parsers import (
+    a1111,
+    civitai_comfy,
+    comfyui,
+    comfyui_exif,
+    drawthings,
+    easydiffusion,
+    fooocus,
+    invokeai,
+    novelai,
+    swarmui,
+    tensorart,
+    unknown,
+)
+from aimeta.metadata.parsers._values import SHARED_JSON
+from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.record import Record
 
 # Tried first to last; the first parser that returns a record wins. More specific formats come
 # before the general ones they resemble:
@@ -29,50 +43,35 @@ from aimeta.record import Record
 # - ComfyUI before A1111: comfy-image-saver writes A1111-style text next to the real graph,
 #   and the graph wins when they disagree;
 # - unknown last: it takes any generation-like text nobody else recognised.
-ORDER: tuple[str, ...] = (
-    "swarmui",
-    "civitai_comfy",
-    "tensorart",
-    "easydiffusion",
-    "invokeai",
-    "novelai",
-    "fooocus",
-    "drawthings",
-    "comfyui_exif",
-    "comfyui",
-    "a1111",
-    "unknown",
+_MODULES: tuple[ModuleType, ...] = (
+    swarmui,
+    civitai_comfy,
+    tensorart,
+    easydiffusion,
+    invokeai,
+    novelai,
+    fooocus,
+    drawthings,
+    comfyui_exif,
+    comfyui,
+    a1111,
+    unknown,
 )
+ORDER: tuple[str, ...] = tuple(module.__name__.rpartition(".")[2] for module in _MODULES)
+_REGISTRY: tuple[ParserInfo, ...] = tuple(module.PARSER for module in _MODULES)
 
 # Bumped whenever a parser changes what it extracts, so stored images can be re-parsed.
 PARSER_VERSION = 1
 
 
-@dataclass(frozen=True)
-class ParserInfo:
-    """One format: ``name`` is the generator id stored in the database.
-
-    ``source_fields``: ``parse`` returns ``None`` unless at least one of these fields is
-    present, so :func:`parse_fields` does not ask it then (most files carry one or two fields
-    and most parsers would only look and say no); ``None`` means any field can matter.
-    """
-
-    name: str
-    label: str
-    containers: str
-    parse: Callable[[Mapping[str, str]], Record | None]
-    source_fields: frozenset[str] | None = None
-
-
-@cache
 def registry() -> tuple[ParserInfo, ...]:
     """The parsers in the order they are tried."""
-    return tuple(importlib.import_module(f"aimeta.parsers.{name}").PARSER for name in ORDER)
+    return _REGISTRY
 
 
 def supported_formats_markdown() -> str:
     """The README's table of supported generators and containers, built from the registry
-    (``python -m aimeta.parsers`` prints it)."""
+    (``python -m aimeta.metadata.parsers`` prints it)."""
     lines = [
         "| Generator | Stored as | Where aimeta reads it |",
         "|---|---|---|",
@@ -116,3 +115,6 @@ def parse_fields(fields: Mapping[str, str]) -> Record:
         return Record(generator="none")
     finally:
         SHARED_JSON.reset(token)
+
+
+__all__ = ["ORDER", "PARSER_VERSION", "ParserInfo", "parse_fields", "registry"]

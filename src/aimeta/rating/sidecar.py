@@ -30,8 +30,8 @@ from typing import Any
 import exiftool
 
 from aimeta.errors import ExifToolFailed, ExifToolMissing, OutputError
+from aimeta.metadata.readers.native_xmp import MAX_XMP_BYTES
 from aimeta.rating.answer import CRITERIA, Rating, strip_control
-from aimeta.readers.native_xmp import MAX_XMP_BYTES
 
 SIDECAR_STYLES = ("darktable", "adobe")
 # The namespace of aimeta's properties, as aimeta.config declares it to ExifTool.

@@ -14,8 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from aimeta.parsers import ParserInfo
-from aimeta.parsers._values import (
+from aimeta.metadata.parsers._values import (
     add_resource,
     as_text,
     keep_extra,
@@ -25,7 +24,8 @@ from aimeta.parsers._values import (
     set_size,
     text_value,
 )
-from aimeta.record import Record
+from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.record import Record
 
 _CHUNK_KEYS = ("title", "description", "software", "source", "comment", "generationtime")
 # Fields holding all the chunks as one JSON object.

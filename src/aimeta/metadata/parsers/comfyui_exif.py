@@ -15,9 +15,10 @@ import json
 import re
 from collections.abc import Mapping
 
-from aimeta.parsers import ParserInfo
-from aimeta.parsers._values import comfy_graph_record, is_comfy_graph, load_json, load_json_object
-from aimeta.record import Record
+from aimeta.metadata.parsers._values import is_comfy_graph, load_json, load_json_object
+from aimeta.metadata.parsers.comfyui import comfy_graph_record
+from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.record import Record
 
 _EXIF_TAGS = ("model", "make", "imagedescription", "documentname", "usercomment", "software")
 _PREFIXED = re.compile(r"^\s*(prompt|workflow)\s*:\s*(?=[{\[])", re.IGNORECASE)

@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from aimeta.parsers import ParserInfo
-from aimeta.parsers._values import (
+from aimeta.metadata.parsers._values import (
     as_float,
     as_text,
     is_empty_name,
@@ -41,9 +40,10 @@ from aimeta.parsers._values import (
     seed_text,
     set_sampler,
 )
-from aimeta.record import Record, Resource
-from aimeta.resource_names import MODEL_EXTENSIONS
-from aimeta.tokens import prompt_resources
+from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.record import Record, Resource
+from aimeta.metadata.resources import MODEL_EXTENSIONS
+from aimeta.metadata.tokens import prompt_resources
 
 _MAX_DEPTH = 64
 _TEXT_KEYS = ("text", "text_g", "text_l", "t5xxl", "clip_l", "clip_g")
@@ -760,3 +760,12 @@ PARSER = ParserInfo(
     parse=parse,
     source_fields=frozenset({"prompt", "workflow"}),
 )
+
+
+def comfy_graph_record(prompt: str | None, workflow: str | None = None) -> Record | None:
+    """This parser's record for a graph found outside the PNG ``prompt`` chunk (EXIF, Civitai
+    JPEGs, TensorArt), or ``None`` when it finds nothing."""
+    fields = {key: value for key, value in (("prompt", prompt), ("workflow", workflow)) if value}
+    if not fields:
+        return None
+    return PARSER.parse(fields)

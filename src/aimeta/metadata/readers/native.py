@@ -66,15 +66,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from aimeta.errors import InputError
-from aimeta.readers.native_tiff import read_tiff
-from aimeta.readers.native_values import (
+from aimeta.metadata.readers.native_tiff import read_tiff
+from aimeta.metadata.readers.native_values import (
     Value,
     binary_placeholder,
     decode_latin,
     fix_utf8,
     json_value,
 )
-from aimeta.readers.native_xmp import read_xmp, standard_language, tag_name
+from aimeta.metadata.readers.native_xmp import read_xmp, standard_language, tag_name
 
 MAX_TEXT_BYTES = 64 * 1024 * 1024
 MAX_EXIF_BYTES = 16 * 1024 * 1024

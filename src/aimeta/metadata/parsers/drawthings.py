@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from aimeta.parsers import ParserInfo
-from aimeta.parsers._values import (
+from aimeta.metadata.parsers._values import (
     add_resource,
     as_float,
     as_text,
@@ -24,7 +23,8 @@ from aimeta.parsers._values import (
     set_size,
     text_value,
 )
-from aimeta.record import Record
+from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.record import Record
 
 _SIZE = re.compile(r"\s*(\d+)\s*[x×]\s*(\d+)\s*")
 _USED = {"c", "uc", "seed", "steps", "scale", "sampler", "model", "size", "lora"}

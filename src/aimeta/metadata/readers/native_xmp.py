@@ -25,7 +25,7 @@ import io
 import re
 import xml.etree.ElementTree as ElementTree
 
-from aimeta.readers.native_values import Value, binary_placeholder, fix_utf8, json_value
+from aimeta.metadata.readers.native_values import Value, binary_placeholder, fix_utf8, json_value
 
 MAX_XMP_BYTES = 16 * 1024 * 1024
 

@@ -23,11 +23,17 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from aimeta.parsers import ParserInfo
-from aimeta.parsers._values import add_resource, as_float, is_empty_name, load_json, set_sampler
-from aimeta.record import Record
-from aimeta.resource_names import hash_type
-from aimeta.tokens import prompt_resources
+from aimeta.metadata.parsers._values import (
+    add_resource,
+    as_float,
+    is_empty_name,
+    load_json,
+    set_sampler,
+)
+from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.record import Record
+from aimeta.metadata.resources import hash_type
+from aimeta.metadata.tokens import prompt_resources
 
 # Where the infotext lives: PNG text chunk, JPEG/WebP EXIF, or the stealth alpha-channel data.
 _SOURCE_FIELDS = ("parameters", "usercomment", "stealth_png_info")

@@ -17,8 +17,7 @@ import ast
 from collections.abc import Mapping
 from typing import Any
 
-from aimeta.parsers import ParserInfo
-from aimeta.parsers._values import (
+from aimeta.metadata.parsers._values import (
     add_resource,
     as_text,
     keep_extra,
@@ -28,7 +27,8 @@ from aimeta.parsers._values import (
     set_size,
     text_value,
 )
-from aimeta.record import Record
+from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.record import Record
 
 _MARKER = "use_stable_diffusion_model"
 _KEYS = (

@@ -18,17 +18,17 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from aimeta.parsers import ParserInfo
-from aimeta.parsers._values import (
+from aimeta.metadata.parsers._values import (
     as_text,
-    comfy_graph_record,
     is_comfy_graph,
     load_json_object,
     seed_text,
     set_sampler,
     set_size,
 )
-from aimeta.record import Record
+from aimeta.metadata.parsers.comfyui import comfy_graph_record
+from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.record import Record
 
 _REQUEST_PARAMS = (("steps", "steps"), ("cfg", "cfgScale"), ("clip_skip", "clipSkip"))
 

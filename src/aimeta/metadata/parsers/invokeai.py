@@ -18,8 +18,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from aimeta.parsers import ParserInfo
-from aimeta.parsers._values import (
+from aimeta.metadata.parsers._values import (
     add_resource,
     as_float,
     as_text,
@@ -31,7 +30,8 @@ from aimeta.parsers._values import (
     set_size,
     text_value,
 )
-from aimeta.record import Record
+from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.record import Record
 
 _RAW_KEYS = ("invokeai_metadata", "invokeai_graph", "invokeai_workflow", "sd-metadata", "dream")
 _NEGATIVE = re.compile(r"\[([^\[\]]*)\]")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from aimeta.record import Resource
+from aimeta.metadata.record import Resource
 
 MODEL_EXTENSIONS = (
     ".safetensors",

@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from aimeta.record import Resource
-from aimeta.resource_names import hash_type, normalize_kind, normalize_name
+from aimeta.metadata.record import Resource
+from aimeta.metadata.resources import hash_type, normalize_kind, normalize_name
 
 VERSION_REF_PREFIX = "modelVersionId:"
 

@@ -16,7 +16,7 @@ import re
 import struct
 from collections.abc import Callable
 
-from aimeta.readers.native_values import Value, fix_utf8, json_value
+from aimeta.metadata.readers.native_values import Value, fix_utf8, json_value
 
 # TIFF field types: (size of one value, struct code or "" for bytes/text).
 _FORMATS: dict[int, tuple[int, str]] = {

@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, get_args
 
-from aimeta.record import Resource
+from aimeta.metadata.record import Resource
 
 Syntax = Literal["a1111", "novelai", "compel"]
 SYNTAXES: tuple[Syntax, ...] = get_args(Syntax)

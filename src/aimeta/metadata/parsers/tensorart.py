@@ -12,17 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aimeta.parsers import ParserInfo
-from aimeta.parsers._values import (
+from aimeta.metadata.parsers._values import (
     add_resource,
     as_text,
-    comfy_graph_record,
     keep_extra,
     load_json_object,
     seed_text,
     set_size,
 )
-from aimeta.record import Record
+from aimeta.metadata.parsers.comfyui import comfy_graph_record
+from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.record import Record
 
 _USED = {"prompt", "negativePrompt", "seed", "steps", "cfgScale", "clipSkip", "width", "height"}
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from aimeta.parsers import ParserInfo
-from aimeta.record import Record
+from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.record import Record
 
 GENERATION_KEYS = frozenset(
     {

@@ -6,7 +6,6 @@ above 2**64 survive), where orjson (3.13) silently turns them into floats.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import sys
@@ -15,9 +14,9 @@ from contextvars import ContextVar
 from types import FrameType
 from typing import Any
 
-from aimeta.record import Record, Resource
-from aimeta.resource_names import hash_type
-from aimeta.vocab import normalize_sampler, normalize_scheduler
+from aimeta.metadata.record import Record, Resource
+from aimeta.metadata.resources import hash_type
+from aimeta.metadata.vocab import normalize_sampler, normalize_scheduler
 
 # isinstance() with tuples built once (``dict | list`` in the call builds a union each time);
 # these helpers run for nearly every value of every record.
@@ -215,20 +214,6 @@ def keep_extra(record: Record, data: Mapping[str, Any], used: Iterable[str]) -> 
     for key, value in data.items():
         if key not in skip and value is not None and value != "":
             record.extra.setdefault(str(key), value)
-
-
-def comfy_graph_record(prompt: str | None, workflow: str | None = None) -> Record | None:
-    """The ComfyUI parser's record for a graph found outside the PNG ``prompt`` chunk
-    (EXIF, Civitai JPEGs, TensorArt), or ``None`` when it finds nothing."""
-    fields = {key: value for key, value in (("prompt", prompt), ("workflow", workflow)) if value}
-    if not fields:
-        return None
-    try:
-        comfyui = importlib.import_module("aimeta.parsers.comfyui")
-    except ImportError:
-        return None
-    record = comfyui.PARSER.parse(fields)
-    return record if isinstance(record, Record) else None
 
 
 def is_comfy_graph(value: Any) -> bool:

@@ -18,8 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from aimeta.parsers import ParserInfo
-from aimeta.parsers._values import (
+from aimeta.metadata.parsers._values import (
     add_resource,
     as_text,
     keep_extra,
@@ -29,8 +28,9 @@ from aimeta.parsers._values import (
     set_size,
     text_value,
 )
-from aimeta.parsers.a1111 import parse_infotext
-from aimeta.record import Record
+from aimeta.metadata.parsers.a1111 import parse_infotext
+from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.record import Record
 
 _RESOLUTION = re.compile(r"\(?\s*'?(\d+)'?\s*[,x×*]\s*'?(\d+)'?\s*\)?")
 _PACKED_LORA = re.compile(r"<([^<>]+?):(-?[\d.]+)>")

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aimeta.parsers import ParserInfo
-from aimeta.parsers._values import (
+from aimeta.metadata.parsers._values import (
     add_resource,
     as_float,
     as_text,
@@ -25,8 +24,9 @@ from aimeta.parsers._values import (
     set_size,
     text_value,
 )
-from aimeta.record import Record
-from aimeta.resource_names import normalize_name
+from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.record import Record
+from aimeta.metadata.resources import normalize_name
 
 _SOURCES = ("parameters", "usercomment", "xmp:usercomment")
 _USED = {

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from aimeta.readers.native import NativeReadError
+from aimeta.metadata.readers.native import NativeReadError
 
 MAX_STEALTH_TEXT_BYTES = 8 * 1024 * 1024
 _SIGNATURE_BITS = 15 * 8

@@ -1,0 +1,1 @@
+"""Civitai: references found in metadata (refs) and the Civitai API client (client)."""
