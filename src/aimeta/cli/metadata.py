@@ -192,6 +192,7 @@ def all_command(
             "read": result.dump.read,
             "unchanged": result.dump.unchanged,
             "stored": result.ingest.stored,
+            "relinked": result.relinked.images,
             "failed": [{"path": path, "reason": reason} for path, reason in failures],
             "seconds": round(result.dump.seconds + result.ingest.seconds, 3),
             "database": str(result.db_path),
@@ -203,7 +204,8 @@ def all_command(
         stderr.print(
             f"all: {result.dump.found} files found, {result.dump.read} read,"
             f" {result.dump.unchanged} unchanged, {result.ingest.stored} stored,"
-            f" {len(failures)} failed in {result.dump.seconds + result.ingest.seconds:.2f}s",
+            + (f" {result.relinked.images} moved," if result.relinked.images else "")
+            + f" {len(failures)} failed in {result.dump.seconds + result.ingest.seconds:.2f}s",
             highlight=False,
         )
         _print_summary(result.summary, str(result.db_path))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aimeta import db, events, workers
-from aimeta.pipelines import dump, export, ingest
+from aimeta.pipelines import dump, export, ingest, relink
 from aimeta.pipelines.prepare import Prepared
 from aimeta.settings import Settings
 
@@ -27,6 +27,7 @@ class AllResult:
     summary: dict[str, Any]
     db_path: Path
     exported: bool
+    relinked: relink.RelinkResult
 
 
 def run(
@@ -50,10 +51,18 @@ def run(
     raw = out_dir / "exif_raw.jsonl"
     jobs = settings.jobs or workers.default_jobs()
     found = dump.plan(
-        inputs, raw, recursive=recursive, force=force, reader=settings.reader, on_event=on_event
+        inputs,
+        raw,
+        recursive=recursive,
+        force=force,
+        reader=settings.reader,
+        relink=True,
+        on_event=on_event,
     )
     conn = db.connect(settings.db)
     try:
+        moved = relink.apply(conn, found.moved)
+        dump.remember_moved(raw, found.moved)
         # Lines written but not stored yet (a killed run, or a separate `aimeta dump`) go
         # first: the position saved below assumes everything before it is stored.
         if raw.is_file():
@@ -92,6 +101,7 @@ def run(
                 resolved = _resolve(conn, on_event)
                 exported = (
                     ingested.lines > 0
+                    or moved.images > 0
                     or resolved.rewritten > 0
                     or not all(path.exists() for path in exports)
                 )
@@ -104,7 +114,7 @@ def run(
         summary = db.summary(conn)
     finally:
         conn.close()
-    return AllResult(dumped, ingested, summary, settings.db, exported)
+    return AllResult(dumped, ingested, summary, settings.db, exported, moved)
 
 
 def _resolve(conn: sqlite3.Connection, on_event: events.OnEvent) -> ResolveResult:

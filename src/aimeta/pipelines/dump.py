@@ -86,14 +86,32 @@ class _Pending:
     mtime_ns: int
 
 
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """A file read before under another path: same key (the scanned folder's name and the path
+    below it), size and modification time, so the same file in a moved or re-mounted folder."""
+
+    key: str
+    old_path: str
+    path: Path
+    root: Path
+    size: int
+    mtime_ns: int
+
+
 @dataclass
 class Plan:
-    """The files a dump run will read: found, minus those unchanged since the last run."""
+    """The files a dump run will read: found, minus those unchanged since the last run.
+
+    ``moved`` (only when ``plan`` was asked to look for them) are unchanged files found under a
+    new path: they need their stored path updated, not a new read.
+    """
 
     inputs: Sequence[Path]
     out: Path | None
     result: DumpResult
     pending: list[_Pending]
+    moved: list[Moved] = field(default_factory=list)
 
 
 # Files per task handed to a worker process.
@@ -135,9 +153,14 @@ def plan(
     recursive: bool = True,
     force: bool = False,
     reader: str = "auto",
+    relink: bool = False,
     on_event: events.OnEvent = events.ignore,
 ) -> Plan:
-    """List the image files under ``inputs`` and keep those new or changed since the last run."""
+    """List the image files under ``inputs`` and keep those new or changed since the last run.
+
+    With ``relink``, a file not seen under its path but seen under its key with the same size
+    and modification time goes to ``Plan.moved`` instead of being read again (the caller
+    updates the stored path: see :func:`remember_moved`)."""
     if reader not in READERS:
         raise UsageError(f"--reader must be one of {', '.join(READERS)}, not {reader!r}")
     started = time.perf_counter()
@@ -149,20 +172,28 @@ def plan(
 
     found = find_images(inputs, recursive=recursive, on_error=walk_error)
     result.found = len(found)
-    seen = {} if (force or out is None) else _load_seen(out)
+    seen = _Seen() if (force or out is None) else _load_seen(out)
     pending: list[_Pending] = []
+    moved: list[Moved] = []
     for item in found:
         try:
             stat = item.path.stat()
         except OSError as exc:
             result.failures.append((str(item.path), exc.strerror or str(exc)))
             continue
-        if seen.get(str(item.path)) == (stat.st_size, stat.st_mtime_ns):
+        size_mtime = (stat.st_size, stat.st_mtime_ns)
+        if seen.by_path.get(str(item.path)) == size_mtime:
             result.unchanged += 1
             continue
-        pending.append(_Pending(item, stat.st_size, stat.st_mtime_ns))
+        if relink:
+            earlier = seen.by_key.get(item.key)
+            if earlier is not None and earlier[:2] == size_mtime:
+                moved.append(Moved(item.key, earlier[2], item.path, item.root, *size_mtime))
+                result.unchanged += 1
+                continue
+        pending.append(_Pending(item, *size_mtime))
     result.seconds = time.perf_counter() - started
-    return Plan(inputs, out, result, pending)
+    return Plan(inputs, out, result, pending, moved)
 
 
 # Receives, after each write to the JSONL file, the prepared lines just written and the file
@@ -440,21 +471,48 @@ def seen_path(out: Path) -> Path:
     return out.with_name(out.name + ".seen")
 
 
-def _load_seen(out: Path) -> dict[str, tuple[int, int]]:
+@dataclass
+class _Seen:
+    """What ``<out>.seen`` says was read: by absolute path (size, mtime) and, for lines that
+    carry it (written since 0.2), by key (size, mtime, the path it was read under)."""
+
+    by_path: dict[str, tuple[int, int]] = field(default_factory=dict)
+    by_key: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+
+
+def _seen_line(path: Path, size: int, mtime_ns: int, key: str) -> bytes:
+    return orjson.dumps([str(path), size, mtime_ns, key]) + b"\n"
+
+
+def _load_seen(out: Path) -> _Seen:
     index = seen_path(out)
+    seen = _Seen()
     if not out.is_file() or not index.is_file():
-        return {}
-    seen: dict[str, tuple[int, int]] = {}
+        return seen
     with index.open("rb") as handle:
         for raw in handle:
             if not raw.endswith(b"\n"):
                 break  # a partial line from a killed run: that file is read again
             try:
-                path, size, mtime_ns = orjson.loads(raw)
-            except (orjson.JSONDecodeError, ValueError):
+                path, size, mtime_ns, *rest = orjson.loads(raw)
+            except (orjson.JSONDecodeError, ValueError, TypeError):
                 continue
-            seen[path] = (size, mtime_ns)
+            seen.by_path[path] = (size, mtime_ns)
+            if rest and isinstance(rest[0], str):
+                seen.by_key[rest[0]] = (size, mtime_ns, path)
     return seen
+
+
+def remember_moved(out: Path, moved: Sequence[Moved]) -> None:
+    """Add the new paths of ``moved`` files to ``<out>.seen`` (call once their stored rows
+    point at them: until then a killed run finds them moved again, which is harmless)."""
+    if not moved:
+        return
+    try:
+        with seen_path(out).open("ab") as handle:
+            handle.write(b"".join(_seen_line(m.path, m.size, m.mtime_ns, m.key) for m in moved))
+    except OSError as exc:
+        raise OutputError(f"cannot write {seen_path(out)}: {exc.strerror or exc}") from exc
 
 
 class _Output:
@@ -510,7 +568,7 @@ class _Output:
             if self.seen is not None and chunk.fresh:
                 self.seen.write(
                     b"".join(
-                        orjson.dumps([str(p.found.path), p.size, p.mtime_ns]) + b"\n"
+                        _seen_line(p.found.path, p.size, p.mtime_ns, p.found.key)
                         for p in chunk.fresh
                     )
                 )

@@ -212,6 +212,12 @@ class BatchWriter:
                     " offset=excluded.offset",
                     (*job.progress, job.end),
                 )
+                # The same file known under an older path (the output folder was moved): one
+                # row per file is enough.
+                self.conn.execute(
+                    "DELETE FROM ingest_progress WHERE identity = ? AND source <> ?",
+                    (job.progress[1], job.progress[0]),
+                )
         self.result.lines += len(job.batch)
         self.on_event(events.Progress(self.stage, advance=len(job.batch)))
 
@@ -269,10 +275,13 @@ def _count_lines(source: Path, offset: int) -> int:
 
 
 def _stored_offset(conn: sqlite3.Connection, source_key: str, identity: str) -> int:
+    """How far the JSONL file with this identity was ingested. Looked up by its identity, not
+    its path: an output folder that was moved or copied elsewhere is the same file, and must
+    not be stored again from its first line."""
     row = conn.execute(
-        "SELECT identity, offset FROM ingest_progress WHERE source = ?", (source_key,)
+        "SELECT MAX(offset) FROM ingest_progress WHERE identity = ?", (identity,)
     ).fetchone()
-    return int(row[1]) if row and row[0] == identity else 0
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 def _chunks(source: Path, offset: int, size: int) -> Iterator[tuple[list[bytes], int]]:
