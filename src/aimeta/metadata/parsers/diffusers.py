@@ -60,7 +60,8 @@ def _model(data: Mapping[str, Any], record: Record) -> None:
     model = pick(data, "Model", "model")
     model_hash = data.get("Model hash")
     if isinstance(model, dict):  # {"Model": name, "Model hash": hash}
-        model, model_hash = model.get("Model"), model.get("Model hash", model_hash)
+        nested: dict[str, Any] = model
+        model, model_hash = nested.get("Model"), nested.get("Model hash", model_hash)
     name, hash_text = as_text(model), as_text(model_hash)
     record.set_param("model", name)
     record.set_param("model_hash", hash_text)
