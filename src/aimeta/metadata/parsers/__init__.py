@@ -69,8 +69,14 @@ _MODULES: tuple[ModuleType, ...] = (
 ORDER: tuple[str, ...] = tuple(module.__name__.rpartition(".")[2] for module in _MODULES)
 _REGISTRY: tuple[ParserInfo, ...] = tuple(module.PARSER for module in _MODULES)
 
-# Bumped whenever a parser changes what it extracts, so stored images can be re-parsed.
-PARSER_VERSION = 1
+# Bumped whenever a parser changes what it extracts, so stored images can be re-parsed. Each
+# image row records the version that parsed it (images.parser_version); nothing re-parses on
+# its own (unchanged files are not read again): `aimeta ingest --reparse` runs the parsers
+# over every image's stored raw fields, and `parser_version < PARSER_VERSION` finds the rows
+# an older aimeta parsed.
+# 2: NovelAI WebP/JPEG UserComment and v4 character prompts, diffusers and ppdiffusers formats,
+#    A1111 Extras text, Draw Things v2 LoRAs, concrete seeds over -1, bounded prompt tokens.
+PARSER_VERSION = 2
 
 
 def registry() -> tuple[ParserInfo, ...]:
