@@ -3,12 +3,10 @@ its negative-prompt label, read from real PNGs through ExifTool."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 from aimeta.metadata.parsers import parse_fields
-from aimeta.metadata.readers.fields import text_fields
+from exif_fields import exiftool_fields as fields_of
 from factory import png_with_text
 
 INFOTEXT = (
@@ -22,13 +20,6 @@ POSTPROCESSING = (
     "Postprocess upscaler 2: 4x-UltraSharp, Postprocess upscaler 2 visibility: 0.4, "
     "GFPGAN visibility: 0.8, CodeFormer visibility: 0.5, CodeFormer weight: 0.3"
 )
-
-
-def fields_of(path: Path) -> dict[str, str]:
-    out = subprocess.run(
-        ["exiftool", "-json", "-G1", "-n", "--", str(path)], capture_output=True, check=True
-    ).stdout
-    return text_fields(json.loads(out)[0])
 
 
 def test_postprocessing_chunk_gives_upscalers_and_params(tmp_path: Path) -> None:

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from aimeta.metadata.parsers import ORDER, parse_fields
-from aimeta.metadata.readers.fields import text_fields
+from exif_fields import exiftool_fields as fields_of
 from factory import png_with_text
 
 SPACE = {
@@ -41,13 +40,6 @@ PADDLE = (
     "size: 512x768\n"
     "model: runwayml/stable-diffusion-v1-5"
 )
-
-
-def fields_of(path: Path) -> dict[str, str]:
-    out = subprocess.run(
-        ["exiftool", "-json", "-G1", "-n", "--", str(path)], capture_output=True, check=True
-    ).stdout
-    return text_fields(json.loads(out)[0])
 
 
 def test_space_json_parameters(tmp_path: Path) -> None:

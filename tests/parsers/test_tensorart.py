@@ -4,15 +4,14 @@ replaces the concrete seed the graph's sampler ran with."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from aimeta.metadata.parsers import parse_fields
 from aimeta.metadata.parsers._values import merge_seed
-from aimeta.metadata.readers.fields import text_fields
 from aimeta.metadata.record import Record
+from exif_fields import exiftool_fields as fields_of
 from factory import jpeg_with_exif, png_with_text
 
 pytest.importorskip("aimeta.metadata.parsers.comfyui")
@@ -52,14 +51,6 @@ def _graph_with_seed(seed: int) -> dict[str, object]:
         "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red fox", "clip": ["4", 1]}},
         "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
     }
-
-
-def fields_of(path: Path) -> dict[str, str]:
-    """Real ExifTool output for one file, as canonical text fields."""
-    out = subprocess.run(
-        ["exiftool", "-json", "-G1", "-n", "--", str(path)], capture_output=True, check=True
-    ).stdout
-    return text_fields(json.loads(out)[0])
 
 
 def _tensorart(tmp_path: Path, request_seed: object, graph_seed: int) -> Record:
