@@ -16,12 +16,14 @@ from typing import Literal
 from PIL import Image
 
 Chunk = Literal["tEXt", "zTXt", "iTXt"]
-UserCommentEncoding = Literal["unicode-be", "unicode-le", "unicode-bom", "ascii", "none"]
+UserCommentEncoding = Literal[
+    "unicode-be", "unicode-le", "unicode-bom", "ascii", "ascii-utf8", "none"
+]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _EXIF_IFD_POINTER = 0x8769
 _USER_COMMENT = 0x9286
-_MAKE, _MODEL, _IMAGE_DESCRIPTION = 0x010F, 0x0110, 0x010E
+_MAKE, _MODEL, _IMAGE_DESCRIPTION, _SOFTWARE = 0x010F, 0x0110, 0x010E, 0x0131
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -74,7 +76,10 @@ def png_with_text(
 
 
 def user_comment_bytes(text: str, encoding: UserCommentEncoding = "unicode-be") -> bytes:
-    """EXIF UserComment bytes: an 8-byte charset header (or none) and the text."""
+    """EXIF UserComment bytes: an 8-byte charset header (or none) and the text.
+
+    ``ascii-utf8`` is the ASCII header followed by UTF-8 bytes, as NovelAI writes it.
+    """
     if encoding == "unicode-be":
         return b"UNICODE\0" + text.encode("utf-16-be")
     if encoding == "unicode-le":
@@ -83,6 +88,8 @@ def user_comment_bytes(text: str, encoding: UserCommentEncoding = "unicode-be") 
         return b"UNICODE\0" + b"\xff\xfe" + text.encode("utf-16-le")
     if encoding == "ascii":
         return b"ASCII\0\0\0" + text.encode("ascii", errors="replace")
+    if encoding == "ascii-utf8":
+        return b"ASCII\0\0\0" + text.encode("utf-8")
     return text.encode("utf-8")
 
 
@@ -92,6 +99,7 @@ def _exif(
     make: str | None,
     model: str | None,
     image_description: str | None,
+    software: str | None = None,
 ) -> Image.Exif:
     exif = Image.Exif()
     if make is not None:
@@ -100,6 +108,8 @@ def _exif(
         exif[_MODEL] = model
     if image_description is not None:
         exif[_IMAGE_DESCRIPTION] = image_description
+    if software is not None:
+        exif[_SOFTWARE] = software
     if user_comment is not None:
         exif.get_ifd(_EXIF_IFD_POINTER)[_USER_COMMENT] = user_comment_bytes(user_comment, encoding)
     return exif
@@ -113,12 +123,13 @@ def jpeg_with_exif(
     make: str | None = None,
     model: str | None = None,
     image_description: str | None = None,
+    software: str | None = None,
     size: tuple[int, int] = (8, 8),
     comment: str | None = None,
 ) -> Path:
     """Write a JPEG with the given EXIF fields (and a COM segment when ``comment`` is set)."""
     image = Image.new("RGB", size, (128, 64, 32))
-    exif = _exif(user_comment, encoding, make, model, image_description)
+    exif = _exif(user_comment, encoding, make, model, image_description, software)
     extra = {"comment": comment.encode("utf-8")} if comment is not None else {}
     image.save(path, "JPEG", exif=exif.tobytes(), quality=80, **extra)
     return path
@@ -132,11 +143,12 @@ def webp_with_exif(
     make: str | None = None,
     model: str | None = None,
     image_description: str | None = None,
+    software: str | None = None,
     size: tuple[int, int] = (8, 8),
 ) -> Path:
     """Write a WebP with an EXIF chunk holding the given fields."""
     image = Image.new("RGB", size, (32, 64, 128))
-    exif = _exif(user_comment, encoding, make, model, image_description)
+    exif = _exif(user_comment, encoding, make, model, image_description, software)
     image.save(path, "WEBP", exif=exif.tobytes(), quality=80)
     return path
 

@@ -7,7 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aimeta.metadata.record import Record
-from aimeta.metadata.tokens import Token, prompt_resources, tokenize
+from aimeta.metadata.tokens import (
+    MAX_TOKENIZED_CHARS,
+    MAX_TOKENS_PER_SIDE,
+    Token,
+    prompt_resources,
+    tokenize,
+    tokenize_bounded,
+)
 from aimeta.pipelines.prepare import prompt_tokens
 
 
@@ -304,3 +311,18 @@ def test_a_full_piece_cache_forgets_and_stays_correct(monkeypatch: pytest.Monkey
     assert tokenize(prompt) == tokens._tokenize_whole(prompt, "a1111")
     assert len(tokens._PIECES["a1111"]) <= 4
     tokens.clear_caches()
+
+
+def test_tokenize_bounded_cuts_by_tokens_and_by_characters() -> None:
+    short = ", ".join(f"w{index}" for index in range(10))
+    assert tokenize_bounded(short) == (tokenize(short), False)
+    many = ", ".join(f"w{index}" for index in range(MAX_TOKENS_PER_SIDE + 1))
+    tokens, cut = tokenize_bounded(many)
+    assert cut and len(tokens) == MAX_TOKENS_PER_SIDE and tokens[-1].t_norm == "w999"
+    # Long tokens: the text is cut at MAX_TOKENIZED_CHARS and the token cut there is dropped,
+    # so the tokens are those ended by a comma before the cut.
+    word = "x" * 199
+    wide = ", ".join(f"{word}{index}" for index in range(500))  # 100,900 characters
+    tokens, cut = tokenize_bounded(wide)
+    assert cut and len(tokens) == wide[:MAX_TOKENIZED_CHARS].count(",")
+    assert all(t.t_raw == f"{word}{t.position}" for t in tokens)

@@ -81,3 +81,38 @@ def test_xmp_usercomment_through_exiftool(tmp_path: Path) -> None:
 def test_other_xmp_is_not_draw_things() -> None:
     assert drawthings.parse({"xmp:usercomment": "beach, 2019"}) is None
     assert drawthings.parse({"xmp:usercomment": '{"c": 1}', "xmp:creatortool": "darktable"}) is None
+
+
+def test_loras_only_in_the_v2_configuration_become_resources(tmp_path: Path) -> None:
+    settings = {key: value for key, value in SETTINGS.items() if key != "lora"}
+    settings["v2"] = {
+        "seed": 2541329051,
+        "loras": [
+            {"file": "detail_tweaker_lora_f16.ckpt", "weight": 0.6},
+            {"file": "film_grain_lora_f16.ckpt", "weight": -0.25},
+        ],
+    }
+    path = png_with_text(
+        tmp_path / "dt.png", {"XML:com.adobe.xmp": xmp_packet(settings)}, chunk="iTXt"
+    )
+    record = drawthings.parse(fields_of(path))
+    assert record is not None
+    assert [(r.kind, r.name, r.weight) for r in record.resources] == [
+        ("checkpoint", "sd_xl_base_1.0_f16.ckpt", None),
+        ("lora", "detail_tweaker_lora_f16.ckpt", 0.6),
+        ("lora", "film_grain_lora_f16.ckpt", -0.25),
+    ]
+
+
+def test_lora_items_in_other_shapes() -> None:
+    data = {
+        "c": "a cat",
+        "scale": 5,
+        "loras": [{"model": "a_lora_f16.ckpt", "strength": "0.8"}, "b_lora_f16.ckpt", 3],
+    }
+    record = drawthings.parse({"xmp:usercomment": json.dumps(data)})
+    assert record is not None
+    assert [(r.kind, r.name, r.weight) for r in record.resources] == [
+        ("lora", "a_lora_f16.ckpt", 0.8),
+        ("lora", "b_lora_f16.ckpt", None),
+    ]

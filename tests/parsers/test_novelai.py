@@ -6,8 +6,11 @@ import json
 import subprocess
 from pathlib import Path
 
-from aimeta.metadata.parsers import novelai
+import pytest
+
+from aimeta.metadata.parsers import novelai, parse_fields
 from aimeta.metadata.readers.fields import text_fields
+from aimeta.metadata.readers.native import read_native
 from aimeta.metadata.record import Record
 from factory import jpeg_with_exif, png_with_text, webp_with_exif
 
@@ -58,10 +61,12 @@ def fields_of(path: Path) -> dict[str, str]:
 def _check_v4(record: Record | None) -> None:
     assert record is not None
     assert record.generator == "novelai"
-    assert record.prompt == "1girl, {{smile}}, [[hat]], -0.8::sad::"
-    assert record.negative_prompt == "lowres, bad anatomy"
+    # The character captions follow the base prompt, one per line (see novelai._with_characters).
+    assert record.prompt == "1girl, {{smile}}, [[hat]], -0.8::sad::\ngirl, red hair\nboy, glasses"
+    assert record.negative_prompt == "lowres, bad anatomy\nblurry"
     params = record.params
     assert params["seed"] == "1234567890"
+    assert params["steps"] == "28"
     assert params["cfg"] == "5"
     assert params["sampler"] == "k_euler_ancestral"
     assert params["scheduler"] == "karras"
@@ -90,6 +95,31 @@ def test_webp_usercomment_json_with_nul_prefixed_description(tmp_path: Path) -> 
     record = novelai.parse(fields_of(path))
     _check_v4(record)
     assert record is not None and "usercomment" in record.raw
+
+
+@pytest.mark.parametrize("kind", ["webp", "jpg"])
+def test_download_layout_gives_the_png_record(tmp_path: Path, kind: str) -> None:
+    """NovelAI's WebP/JPEG: Software and the short prompt in EXIF IFD0, every chunk in a
+    UserComment JSON (ASCII header, UTF-8 bytes) whose Comment is a JSON string and whose
+    Description starts with NUL characters. IFD0's Software alone once won and lost it all."""
+    chunks = dict(CHUNKS, Description="\x00\x00\x00\x00" + CHUNKS["Description"])
+    writer = webp_with_exif if kind == "webp" else jpeg_with_exif
+    path = writer(
+        tmp_path / f"nai.{kind}",
+        user_comment=json.dumps(chunks, ensure_ascii=False),
+        encoding="ascii-utf8",
+        software="NovelAI",
+        image_description=CHUNKS["Description"],
+    )
+    png = parse_fields(fields_of(png_with_text(tmp_path / "nai.png", CHUNKS)))
+    for fields in (fields_of(path), text_fields(read_native(path))):
+        record = parse_fields(fields)
+        _check_v4(record)
+        assert record.raw.keys() == {"usercomment"}
+        assert (record.prompt, record.negative_prompt) == (png.prompt, png.negative_prompt)
+        assert record.params == png.params
+        assert record.resources == png.resources
+        assert record.extra == png.extra
 
 
 def test_jpeg_headerless_usercomment(tmp_path: Path) -> None:
@@ -131,7 +161,8 @@ def test_mojibake_prompt_is_repaired_by_the_field_reader(tmp_path: Path) -> None
     )[0]
     assert raw["PNG:Description"].startswith("#ãƒ†ã‚¹ãƒˆ")
     record = novelai.parse(text_fields(raw))
-    assert record is not None and record.prompt == "#テスト, 1girl"
+    assert record is not None and record.prompt is not None
+    assert record.prompt.splitlines()[0] == "#テスト, 1girl"
 
 
 def test_other_software_is_not_novelai() -> None:

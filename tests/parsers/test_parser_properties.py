@@ -157,6 +157,8 @@ DOCUMENTS = [
     json.dumps({"use_stable_diffusion_model": "m", "prompt": "a cat"}),
     json.dumps({"c": "a cat", "scale": 5, "seed": 1}),
     json.dumps({"prompt": "a cat", "baseModel": {"modelFileName": "m"}}),
+    json.dumps({"prompt": "a cat", "num_inference_steps": 20, "guidance_scale": 7}),
+    "a cat\nnegative_prompt: a dog\nsteps: 20\nseed: 1",
     "NovelAI",
     "Draw Things",
     "Fooocus v2.5.0",

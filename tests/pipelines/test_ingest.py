@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from aimeta import db
+from aimeta.metadata.parsers import PARSER_VERSION
 from aimeta.pipelines import dump, export, ingest
 from factory import jpeg_with_exif, plain_png, png_with_text
 
@@ -177,11 +178,15 @@ def test_reparse_rebuilds_rows_from_stored_raw_fields(tmp_path: Path) -> None:
     ingest.run(raw, conn)
     before = counts(conn)
     conn.execute("DELETE FROM tokens")
+    # Rows stored by an older parser: re-parsing is what brings them to PARSER_VERSION.
+    conn.execute("UPDATE images SET parser_version = ?", (PARSER_VERSION - 1,))
     for path in folder.iterdir():
         path.unlink()  # files are not needed any more
     result = ingest.reparse(conn)
     assert result.stored == 5
     assert counts(conn) == before
+    versions = conn.execute("SELECT DISTINCT parser_version FROM images").fetchall()
+    assert versions == [(PARSER_VERSION,)]
 
 
 def test_exports_are_written_from_the_database(tmp_path: Path) -> None:

@@ -411,6 +411,29 @@ def tokenize(prompt: str, *, syntax: Syntax = "a1111") -> list[Token]:
     return list(_prompt_tokens(prompt, syntax))
 
 
+# Bounds on what one prompt side turns into. A real prompt has tens to a few hundred tokens
+# (A1111's longest practical prompts, many BREAK chunks of 75 CLIP tokens, stay below 1,000
+# comma-separated pieces), while a hostile 24 MB prompt of 4 million words became 4 million
+# token rows and a 366 MB database. Past the bound the tokens are of no use for search or
+# statistics anyway; the whole text stays in the image's raw fields and kv.
+MAX_TOKENS_PER_SIDE = 1_000
+# Only this many characters are tokenized: 1,000 tokens of 64 characters, far more than any
+# real prompt, and it keeps tokenizer time and memory bounded for a text of any size.
+MAX_TOKENIZED_CHARS = 64_000
+
+
+def tokenize_bounded(prompt: str, *, syntax: Syntax = "a1111") -> tuple[list[Token], bool]:
+    """:func:`tokenize` with the bounds above: (at most MAX_TOKENS_PER_SIDE tokens from the
+    first MAX_TOKENIZED_CHARS characters, whether anything was left out)."""
+    cut = len(prompt) > MAX_TOKENIZED_CHARS
+    tokens = tokenize(prompt[:MAX_TOKENIZED_CHARS] if cut else prompt, syntax=syntax)
+    if cut and tokens:
+        tokens.pop()  # the text was cut, maybe inside its last token
+    if len(tokens) > MAX_TOKENS_PER_SIDE:
+        return tokens[:MAX_TOKENS_PER_SIDE], True
+    return tokens, cut
+
+
 def clear_caches() -> None:
     """Forget every cached prompt and piece (for benchmarks: the next call is a cold one)."""
     _prompt_tokens.cache_clear()

@@ -18,7 +18,7 @@ from aimeta import db
 from aimeta.metadata.parsers import PARSER_VERSION, parse_fields
 from aimeta.metadata.readers.fields import pixel_size, text_fields
 from aimeta.metadata.record import Record
-from aimeta.metadata.tokens import SYNTAXES, Syntax, Token, tokenize
+from aimeta.metadata.tokens import SYNTAXES, Syntax, Token, tokenize_bounded
 
 # Fields whose presence means the file was meant to carry generation metadata: if no parser
 # recognises them, that is reported as an error (e.g. invalid JSON in a ComfyUI chunk).
@@ -131,11 +131,21 @@ def _unparsed_reason(record: Record, fields: dict[str, str]) -> str | None:
 
 def prompt_tokens(record: Record) -> list[tuple[str, Token]]:
     """Tokens of the positive and negative prompt, tagged with their side (A1111 syntax unless
-    the parser named one of :data:`SYNTAXES`)."""
+    the parser named one of :data:`SYNTAXES`).
+
+    Each side is bounded (see :data:`~aimeta.metadata.tokens.MAX_TOKENS_PER_SIDE`); a side
+    that was cut adds a warning to ``record.warnings``, which is stored with the image.
+    """
     named = record.extra.get("prompt_syntax")
     syntax: Syntax = next((known for known in SYNTAXES if known == named), "a1111")
     tokens: list[tuple[str, Token]] = []
     for side, text in (("pos", record.prompt), ("neg", record.negative_prompt)):
         if text:
-            tokens.extend((side, token) for token in tokenize(text, syntax=syntax))
+            side_tokens, cut = tokenize_bounded(text, syntax=syntax)
+            tokens.extend((side, token) for token in side_tokens)
+            if cut:
+                record.warnings.append(
+                    f"{side} prompt too long ({len(text):,} characters): only its first "
+                    f"{len(side_tokens):,} tokens are stored as tokens; the text is kept whole"
+                )
     return tokens

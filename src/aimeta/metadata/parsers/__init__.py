@@ -20,11 +20,13 @@ from aimeta.metadata.parsers import (
     civitai_comfy,
     comfyui,
     comfyui_exif,
+    diffusers,
     drawthings,
     easydiffusion,
     fooocus,
     invokeai,
     novelai,
+    ppdiffusers,
     swarmui,
     tensorart,
     unknown,
@@ -40,8 +42,13 @@ from aimeta.metadata.record import Record
 # - Easy Diffusion before ComfyUI: its plain-text `prompt` chunk is no graph;
 # - SwarmUI, NovelAI and Fooocus before A1111: JSON (or Fooocus text) in `parameters` and
 #   NovelAI's JSON in the stealth alpha data are theirs;
+# - Easy Diffusion, Fooocus and SwarmUI before diffusers: their JSON shares diffusers'
+#   argument names (guidance_scale, num_inference_steps), and they have markers of their own;
 # - ComfyUI before A1111: comfy-image-saver writes A1111-style text next to the real graph,
 #   and the graph wins when they disagree;
+# - PPDiffusers before A1111: A1111 would read its first settings line as a negative prompt
+#   label and swallow the rest; its stricter rule (one numeric setting per line) never takes
+#   A1111's multi-pair parameter line;
 # - unknown last: it takes any generation-like text nobody else recognised.
 _MODULES: tuple[ModuleType, ...] = (
     swarmui,
@@ -52,16 +59,24 @@ _MODULES: tuple[ModuleType, ...] = (
     novelai,
     fooocus,
     drawthings,
+    diffusers,
     comfyui_exif,
     comfyui,
+    ppdiffusers,
     a1111,
     unknown,
 )
 ORDER: tuple[str, ...] = tuple(module.__name__.rpartition(".")[2] for module in _MODULES)
 _REGISTRY: tuple[ParserInfo, ...] = tuple(module.PARSER for module in _MODULES)
 
-# Bumped whenever a parser changes what it extracts, so stored images can be re-parsed.
-PARSER_VERSION = 1
+# Bumped whenever a parser changes what it extracts, so stored images can be re-parsed. Each
+# image row records the version that parsed it (images.parser_version); nothing re-parses on
+# its own (unchanged files are not read again): `aimeta ingest --reparse` runs the parsers
+# over every image's stored raw fields, and `parser_version < PARSER_VERSION` finds the rows
+# an older aimeta parsed.
+# 2: NovelAI WebP/JPEG UserComment and v4 character prompts, diffusers and ppdiffusers formats,
+#    A1111 Extras text, Draw Things v2 LoRAs, concrete seeds over -1, bounded prompt tokens.
+PARSER_VERSION = 2
 
 
 def registry() -> tuple[ParserInfo, ...]:

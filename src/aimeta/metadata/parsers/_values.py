@@ -24,6 +24,8 @@ _CONTAINERS = (dict, list)
 _NUMBERS = (int, float)
 # Values whose meaning is "nothing chosen" in the formats seen.
 _EMPTY_NAMES = frozenset({"", "none", "null", "default", "default (model)", "automatic", "auto"})
+# Seeds that mean "pick one at random": the request, not the seed the image was made with.
+_RANDOM_SEEDS = frozenset({"-1", "random", "randomize", "randomized"})
 
 
 # JSON decoded during one parse_fields call, shared by the formats it asks: a UserComment is
@@ -134,6 +136,31 @@ def seed_text(value: Any) -> str | None:
     if isinstance(value, float) and value.is_integer() and math.isfinite(value):
         return str(int(value))
     return as_text(value)
+
+
+def is_random_seed(seed: str | None) -> bool:
+    """True for the placeholders (``-1``, ``random``) a request holds when the seed was left
+    to the generator."""
+    return seed is not None and seed.strip().lower() in _RANDOM_SEEDS
+
+
+def merge_seed(record: Record, value: Any, *, source: str) -> None:
+    """Store the seed a second source of the same image gives (a request next to a graph).
+
+    A concrete seed always beats a random placeholder, whichever source was read first: a
+    request that says ``-1`` next to a graph that ran with 123456 was made with 123456. Two
+    different concrete seeds keep the one stored first and record a warning naming ``source``.
+    """
+    seed = seed_text(value)
+    stored = record.params.get("seed")
+    if seed is None or is_random_seed(seed):
+        if stored is None:
+            record.set_param("seed", seed)  # the placeholder is all there is
+        return
+    if stored is None or is_random_seed(stored):
+        record.set_param("seed", seed)
+    elif seed != stored:
+        record.warnings.append(f"{source}: seed {seed} differs from the stored seed {stored}")
 
 
 def pick(data: Mapping[str, Any], *keys: str) -> Any:

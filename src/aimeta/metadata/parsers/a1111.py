@@ -37,6 +37,9 @@ from aimeta.metadata.tokens import prompt_resources
 
 # Where the infotext lives: PNG text chunk, JPEG/WebP EXIF, or the stealth alpha-channel data.
 _SOURCE_FIELDS = ("parameters", "usercomment", "stealth_png_info")
+# The Extras tab's text chunk (``postprocessing``; ``extras`` in older versions).
+_POSTPROCESSING_FIELDS = ("postprocessing", "extras")
+_POSTPROCESS_UPSCALER = re.compile(r"postprocess upscaler(?: \d+)?")
 
 _KEY = re.compile(r"\s*(\w[\w \-/]+):\s*")
 # The common pair in one match: _KEY and a plain value up to the next comma. The lookahead
@@ -194,13 +197,21 @@ def _split_infotext(
     return lines, None, []
 
 
+def _after_labels(text: str) -> str:
+    """``text`` without its leading ``Negative prompt:`` labels: some tools write the label
+    twice (``Negative prompt: Negative prompt: ...``), and the second is no prompt text."""
+    while text.startswith(_NEGATIVE_LABEL):
+        text = text[len(_NEGATIVE_LABEL) :].lstrip()
+    return text
+
+
 def _prompts(lines: list[str]) -> tuple[str, str | None]:
     prompt: list[str] = []
     negative: list[str] | None = None
     for line in lines:
         stripped = line.lstrip()
         if negative is None and stripped.startswith(_NEGATIVE_LABEL):
-            negative = [stripped[len(_NEGATIVE_LABEL) :]]
+            negative = [_after_labels(stripped)]
         elif negative is None:
             prompt.append(line)
         else:
@@ -486,9 +497,27 @@ def parse_infotext(text: str) -> Record | None:
     return record
 
 
+def _apply_postprocessing(record: Record, text: str) -> None:
+    """The Extras tab's pairs (``Postprocess upscale by: 2, Postprocess upscaler: R-ESRGAN
+    4x+, Postprocess upscaler 2: ..., GFPGAN visibility: 1``) as snake-case params, and each
+    upscaler model as an ``upscaler`` resource."""
+    pairs = parse_pairs(" ".join(text.split("\n")))
+    lowered = {key.lower(): value for key, value in pairs}
+    for key, value in pairs:
+        record.set_param(_snake_key(key), value)
+        if _POSTPROCESS_UPSCALER.fullmatch(key.lower()) and not value.lower().startswith(
+            _BUILTIN_UPSCALERS
+        ):
+            # The second upscaler is blended in at its visibility: that is its weight.
+            weight = lowered.get(f"{key.lower()} visibility")
+            add_resource(record, "upscaler", value, weight=weight, source=key)
+
+
 def parse(fields: Mapping[str, str]) -> Record | None:
     """A1111-family text fields -> record (``parameters``, else ``usercomment``, else
-    ``stealth_png_info``); ``None`` when none of them holds infotext."""
+    ``stealth_png_info``, plus the Extras tab's ``postprocessing``/``extras`` text);
+    ``None`` when none of them holds infotext or postprocessing pairs."""
+    record = None
     for field in _SOURCE_FIELDS:
         text = fields.get(field)
         if not text:
@@ -496,14 +525,24 @@ def parse(fields: Mapping[str, str]) -> Record | None:
         record = parse_infotext(text)
         if record is not None:
             record.raw[field] = text
-            return record
-    return None
+            break
+    for field in _POSTPROCESSING_FIELDS:
+        text = fields.get(field)
+        if text and parse_pairs(text):
+            if record is None:  # an image upscaled in the Extras tab, made elsewhere
+                record = Record(generator="a1111")
+            record.raw[field] = text
+            _apply_postprocessing(record, text)
+    return record
 
 
 PARSER = ParserInfo(
     name="a1111",
     label="AUTOMATIC1111 / Forge / reForge / SD.Next",
-    containers="PNG tEXt/iTXt/zTXt `parameters`; JPEG/WebP EXIF UserComment",
+    containers=(
+        "PNG tEXt/iTXt/zTXt `parameters` (+ Extras tab `postprocessing`/`extras`); "
+        "JPEG/WebP EXIF UserComment"
+    ),
     parse=parse,
-    source_fields=frozenset(_SOURCE_FIELDS),
+    source_fields=frozenset(_SOURCE_FIELDS + _POSTPROCESSING_FIELDS),
 )

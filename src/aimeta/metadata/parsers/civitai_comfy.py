@@ -22,7 +22,7 @@ from aimeta.metadata.parsers._values import (
     as_text,
     is_comfy_graph,
     load_json_object,
-    seed_text,
+    merge_seed,
     set_sampler,
     set_size,
 )
@@ -53,11 +53,7 @@ def _fill_from_request(request: Mapping[str, Any], record: Record) -> None:
     for key, request_key in _REQUEST_PARAMS:
         if key not in record.params:
             record.set_param(key, as_text(request.get(request_key)))
-    seed = seed_text(request.get("seed"))
-    if "seed" not in record.params:
-        record.set_param("seed", seed)
-    elif seed and seed != record.params["seed"]:
-        record.warnings.append(f"civitai: request seed {seed} differs from the graph's")
+    merge_seed(record, request.get("seed"), source="civitai request")
     if "sampler" not in record.params:
         set_sampler(record, request.get("sampler"))
     if "width" not in record.params:

@@ -3,14 +3,16 @@
 
 The JSON keys: ``c`` prompt, ``uc`` negative prompt, ``seed``, ``steps``, ``scale`` (CFG),
 ``sampler``, ``model``, ``size`` (``"1024x1024"``), ``strength``, ``lora`` as a list of
-``{file, weight}``; everything else (``seed_mode``, ``shift``, ``v2``, ...) goes to extra. The
-XMP ``dc:description`` repeats the prompt as text and is kept raw only.
+``{file, weight}`` (or only ``v2.loras`` inside the full configuration ``v2``), each becoming
+a ``lora`` resource with its weight; everything else (``seed_mode``, ``shift``, ``v2``, ...)
+goes to extra. The XMP ``dc:description`` repeats the prompt as text and is kept raw only.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from aimeta.metadata.parsers._values import (
     add_resource,
@@ -18,6 +20,7 @@ from aimeta.metadata.parsers._values import (
     as_text,
     keep_extra,
     load_json_object,
+    pick,
     seed_text,
     set_sampler,
     set_size,
@@ -28,6 +31,29 @@ from aimeta.metadata.record import Record
 
 _SIZE = re.compile(r"\s*(\d+)\s*[x×]\s*(\d+)\s*")
 _USED = {"c", "uc", "seed", "steps", "scale", "sampler", "model", "size", "lora"}
+
+
+def _lora_items(data: Mapping[str, Any]) -> list[Any]:
+    """The LoRA list: top-level ``lora`` (or ``loras``), else the full configuration's
+    ``v2.loras``, which some versions write alone."""
+    for holder in (data, data.get("v2")):
+        if isinstance(holder, dict):
+            for key in ("lora", "loras"):
+                if isinstance(holder.get(key), list) and holder[key]:
+                    return list(holder[key])
+    return []
+
+
+def _loras(data: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+    """(file name, weight) of every LoRA; an item is ``{file, weight}`` (``model``/``name``
+    and ``strength`` seen too) or a bare file name."""
+    found = []
+    for item in _lora_items(data):
+        if isinstance(item, dict):
+            found.append((pick(item, "file", "model", "name"), pick(item, "weight", "strength")))
+        elif isinstance(item, str):
+            found.append((item, None))
+    return found
 
 
 def parse(fields: Mapping[str, str]) -> Record | None:
@@ -56,12 +82,8 @@ def parse(fields: Mapping[str, str]) -> Record | None:
     model = as_text(data.get("model"))
     record.set_param("model", model)
     add_resource(record, "checkpoint", model, source="drawthings")
-    loras = data.get("lora")
-    for item in loras if isinstance(loras, list) else []:
-        if isinstance(item, dict):
-            add_resource(
-                record, "lora", item.get("file"), weight=item.get("weight"), source="drawthings"
-            )
+    for name, weight in _loras(data):
+        add_resource(record, "lora", name, weight=weight, source="drawthings")
     keep_extra(record, data, _USED)
     return record
 

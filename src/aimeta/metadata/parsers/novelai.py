@@ -94,11 +94,27 @@ def _captions(prompt: Any) -> tuple[str | None, list[dict[str, Any]]]:
     return base, characters
 
 
+def _with_characters(text: str | None, characters: list[dict[str, Any]]) -> str | None:
+    """The base prompt followed by one line per character caption.
+
+    NovelAI v4 conditions the image on every character caption as well as the base prompt, so
+    they are part of what the image was made from: on lines of their own (a token boundary)
+    they become tokens, full-text matches and wildcard lines like the base prompt. Their
+    structure (caption and position) stays in ``extra``.
+    """
+    captions = [c["caption"].strip() for c in characters if c["caption"].strip()]
+    if not captions:
+        return text
+    return "\n".join([text, *captions] if text else captions)
+
+
 def _from_comment(comment: dict[str, Any], record: Record) -> None:
     base_prompt, characters = _captions(comment.get("v4_prompt"))
     base_negative, negative_characters = _captions(comment.get("v4_negative_prompt"))
-    record.prompt = _clean(text_value(comment, "prompt")) or base_prompt or record.prompt
-    record.negative_prompt = _clean(text_value(comment, "uc")) or base_negative
+    prompt = _clean(text_value(comment, "prompt")) or base_prompt or record.prompt
+    negative = _clean(text_value(comment, "uc")) or base_negative
+    record.prompt = _with_characters(prompt, characters)
+    record.negative_prompt = _with_characters(negative, negative_characters)
     if characters:
         record.extra["characters"] = characters
     if negative_characters:
@@ -129,33 +145,55 @@ def _from_source(source: str, record: Record) -> None:
     )
 
 
-def parse(fields: Mapping[str, str]) -> Record | None:
-    """NovelAI chunks (PNG, UserComment JSON or stealth data) -> record; ``None`` otherwise."""
+def _best_set(
+    fields: Mapping[str, str],
+) -> tuple[str, dict[str, Any], dict[str, Any] | None] | None:
+    """The NovelAI chunk set to read: the first whose Comment is JSON, else the first one
+    that is NovelAI's at all.
+
+    A WebP/JPEG download carries ``Software: NovelAI`` in EXIF IFD0 as well as the chunks in
+    the UserComment JSON; the IFD0 tag alone makes a "png" set with no Comment, and reading
+    that one would lose every parameter.
+    """
+    found: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
     for origin, chunks in _chunk_sets(fields):
         comment = _comment(chunks)
         if not _is_novelai(chunks, comment):
             continue
-        raw_keys = _CHUNK_KEYS if origin == "png" else (origin,)
-        record = Record(
-            generator="novelai",
-            raw={key: fields[key] for key in raw_keys if fields.get(key)},
-        )
-        description = chunks.get("description")
-        record.prompt = _clean(description) if isinstance(description, str) else None
         if comment is not None:
-            _from_comment(comment, record)
-        elif chunks.get("comment"):
-            record.warnings.append("novelai: Comment is not a JSON object")
-        source = chunks.get("source")
-        if isinstance(source, str) and source.strip():
-            _from_source(source, record)
-        for key in ("title", "software", "generationtime", "generation time"):
-            value = as_text(chunks.get(key))
-            if value:
-                record.extra[key.replace(" ", "_")] = value
-        record.extra["prompt_syntax"] = "novelai"
-        return record
-    return None
+            return origin, chunks, comment
+        found.append((origin, chunks, comment))
+    return found[0] if found else None
+
+
+def parse(fields: Mapping[str, str]) -> Record | None:
+    """NovelAI chunks (PNG, UserComment JSON or stealth data) -> record; ``None`` otherwise."""
+    best = _best_set(fields)
+    if best is None:
+        return None
+    origin, chunks, comment = best
+    raw_keys = _CHUNK_KEYS if origin == "png" else (origin,)
+    record = Record(
+        generator="novelai",
+        raw={key: fields[key] for key in raw_keys if fields.get(key)},
+    )
+    description = chunks.get("description")
+    if not isinstance(description, str):
+        description = fields.get("imagedescription")  # a JPEG/WebP keeps it in EXIF too
+    record.prompt = _clean(description)
+    if comment is not None:
+        _from_comment(comment, record)
+    elif chunks.get("comment"):
+        record.warnings.append("novelai: Comment is not a JSON object")
+    source = chunks.get("source")
+    if isinstance(source, str) and source.strip():
+        _from_source(source, record)
+    for key in ("title", "software", "generationtime", "generation time"):
+        value = as_text(chunks.get(key))
+        if value:
+            record.extra[key.replace(" ", "")] = value  # as the PNG chunk's field name
+    record.extra["prompt_syntax"] = "novelai"
+    return record
 
 
 PARSER = ParserInfo(

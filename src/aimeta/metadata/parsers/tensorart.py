@@ -4,7 +4,8 @@
 as a string, ``steps``, ``cfgScale``, ``clipSkip``, ``width``/``height``, ``baseModel`` with
 ``modelFileName`` and ``hash``); it is written as UTF-8 into a Latin-1 tEXt chunk, which the
 field reader repairs. TensorArt graphs use custom nodes, so the prompts and checkpoint come
-from ``generation_data`` and the graph (read by the ComfyUI parser) supplies the rest.
+from ``generation_data`` and the graph (read by the ComfyUI parser) supplies the rest; the
+seed is the graph's whenever it is concrete (``generation_data`` says ``-1`` for a random one).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aimeta.metadata.parsers._values import (
     as_text,
     keep_extra,
     load_json_object,
-    seed_text,
+    merge_seed,
     set_size,
 )
 from aimeta.metadata.parsers.comfyui import comfy_graph_record
@@ -34,7 +35,8 @@ def _apply(data: Mapping[str, Any], record: Record) -> None:
         record.negative_prompt = data["negativePrompt"]
     for key, data_key in (("steps", "steps"), ("cfg", "cfgScale"), ("clip_skip", "clipSkip")):
         record.set_param(key, as_text(data.get(data_key)))
-    record.set_param("seed", seed_text(data.get("seed")))
+    # The graph's sampler holds the seed that ran; generation_data often says -1 (random).
+    merge_seed(record, data.get("seed"), source="tensorart generation_data")
     set_size(record, data.get("width"), data.get("height"))
     base = data.get("baseModel")
     if isinstance(base, dict):
