@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from aimeta import __version__, migrations
-from aimeta.errors import DatabaseBusy, DatabaseError
+from aimeta.errors import DatabaseBusy, DatabaseError, DatabaseTooNew
 from aimeta.metadata.record import Record
 from aimeta.metadata.resources import merge_resources
 from aimeta.metadata.tokens import Token
@@ -67,21 +67,25 @@ class SchemaInfo:
     made_by: str | None
     applied: list[dict[str, Any]]
     pending: list[str]
+    newer: str | None = None  # why this aimeta would refuse the database, when it would
 
 
 def schema_info(
     path: Path | str, *, migration_list: Sequence[Migration] = MIGRATIONS
 ) -> SchemaInfo:
-    """The schema number of the database at ``path``, its applied and pending migrations
-    (read-only; a newer database is reported by DatabaseTooNew)."""
+    """The schema number of the database at ``path``, its applied and pending migrations, and
+    whether it is newer than this aimeta (read-only)."""
     conn = open_existing(path, readonly=True)
     try:
         state = migrations.read_state(conn)
-        todo = migrations.pending(state, migration_list)
     except sqlite3.DatabaseError as exc:
         raise _translate(exc, Path(path)) from exc
     finally:
         conn.close()
+    try:
+        todo, newer = migrations.pending(state, migration_list), None
+    except DatabaseTooNew as exc:
+        todo, newer = [], exc.message
     return SchemaInfo(
         str(path),
         state.version,
@@ -99,6 +103,7 @@ def schema_info(
             for step in state.applied
         ],
         [step.name for step in todo],
+        newer,
     )
 
 
