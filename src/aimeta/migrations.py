@@ -17,8 +17,10 @@ Why not ``sqlite_utils.Migrations``: it records only a name and a time, so it ca
 aimeta and schema number made a database newer than this code, and its ``pending()`` skips names
 it does not know, where aimeta must refuse such a database and leave it untouched. It also
 commits once per migration, where here all pending migrations, their record and the new
-user_version commit together. The runner below is small; the migrations themselves use the
-``sqlite_utils.Database`` API (``add_column``, ``transform``, ``create_index``).
+user_version commit together. The runner below is small; migrations use the
+``sqlite_utils.Database`` API (``add_column``, ``transform``, ``create_index``) through
+:func:`table_api`, which imports sqlite-utils only then: importing it loads pandas (0.5 s and
+50 MB), which no command that opens an up-to-date database should pay.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources as package_files
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from aimeta import __version__
 from aimeta.errors import DatabaseError, DatabaseTooNew
@@ -40,15 +41,18 @@ MIGRATIONS_TABLE = "aimeta_migrations"
 # (tests/db/fixtures/schema_v0_1_0.sql is that text; a test checks the number).
 V0_1_0_FINGERPRINT = 478_994_881
 
+if TYPE_CHECKING:
+    import sqlite_utils
+
 
 @dataclass(frozen=True)
 class Migration:
-    """One numbered step: ``apply`` changes the schema through a sqlite-utils Database (inside
-    the caller's transaction; it must not commit)."""
+    """One numbered step: ``apply`` changes the schema through the connection, inside the
+    runner's transaction (it must not commit); :func:`table_api` gives sqlite-utils' API."""
 
     number: int
     name: str
-    apply: Callable[[sqlite_utils.Database], None]
+    apply: Callable[[sqlite3.Connection], None]
     rewrites_table: bool = False
 
 
@@ -78,12 +82,20 @@ def statements(script: str) -> Iterator[str]:
                 yield statement
 
 
-def create_baseline(database: sqlite_utils.Database) -> None:
+def table_api(conn: sqlite3.Connection) -> sqlite_utils.Database:
+    """sqlite-utils' Database over ``conn``, for a migration (its recursive_triggers default
+    would change how aimeta's triggers run on this connection, hence off)."""
+    import sqlite_utils
+
+    return sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+
+
+def create_baseline(conn: sqlite3.Connection) -> None:
     """Migration 1: the tables, indexes, views and triggers of aimeta 0.1.0 (schema.sql). Every
     statement is idempotent, so it also completes a 0.1.0 database (e.g. indexes dropped by a
     bulk load that was killed)."""
     for statement in statements(schema_path().read_text(encoding="utf-8")):
-        database.execute(statement)
+        conn.execute(statement)
 
 
 MIGRATIONS: tuple[Migration, ...] = (Migration(1, "create_baseline", create_baseline),)
@@ -210,20 +222,24 @@ def _apply(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> tuple[s
     try:
         # Read again under the write lock: another process may have upgraded meanwhile.
         todo = pending(read_state(conn), migrations)
-        database = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
-        _ensure_record_table(database)
+        conn.execute(_RECORD_TABLE)
         for step in todo:
-            step.apply(database)
-            database[MIGRATIONS_TABLE].insert(  # type: ignore[union-attr]
-                {
-                    "number": step.number,
-                    "name": step.name,
-                    "aimeta_version": __version__,
-                    "rewrites_table": int(step.rewrites_table),
-                    "applied_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                }
+            step.apply(conn)
+            conn.execute(
+                f"INSERT INTO {MIGRATIONS_TABLE} (number, name, aimeta_version, rewrites_table,"
+                " applied_at) VALUES (?, ?, ?, ?, ?)",
+                (
+                    step.number,
+                    step.name,
+                    __version__,
+                    int(step.rewrites_table),
+                    datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                ),
             )
-        broken = conn.execute("PRAGMA foreign_key_check").fetchone()
+        # Only a rewrite can orphan rows; the check reads every child row (seconds on a large
+        # database), so other migrations skip it.
+        rewrote = any(step.rewrites_table for step in todo)
+        broken = rewrote and conn.execute("PRAGMA foreign_key_check").fetchone()
         if broken:
             raise DatabaseError(f"a migration left rows without their parent in {broken[0]}")
         conn.execute(f"PRAGMA user_version = {int(migrations[-1].number)}")
@@ -237,16 +253,11 @@ def _apply(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> tuple[s
     return tuple(step.name for step in todo)
 
 
-def _ensure_record_table(database: sqlite_utils.Database) -> None:
-    if not database[MIGRATIONS_TABLE].exists():
-        database[MIGRATIONS_TABLE].create(  # type: ignore[union-attr]
-            {
-                "number": int,
-                "name": str,
-                "aimeta_version": str,
-                "rewrites_table": int,
-                "applied_at": str,
-            },
-            pk="number",
-            not_null={"name", "aimeta_version", "rewrites_table", "applied_at"},
-        )
+# The record (plain SQL: creating it must not need sqlite-utils, see the module docstring).
+_RECORD_TABLE = f"""CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
+    number         INTEGER PRIMARY KEY,
+    name           TEXT NOT NULL,
+    aimeta_version TEXT NOT NULL,
+    rewrites_table INTEGER NOT NULL,
+    applied_at     TEXT NOT NULL
+)"""

@@ -7,9 +7,9 @@ import json
 import sqlite3
 from pathlib import Path
 
-import old_databases
 from typer.testing import CliRunner
 
+import old_databases
 from aimeta import __version__, db
 from aimeta.cli import app
 from aimeta.migrations import MIGRATIONS, Migration
@@ -20,7 +20,7 @@ LATEST = MIGRATIONS[-1].number
 
 def test_a_newer_database_is_refused_with_one_error_line(tmp_path: Path) -> None:
     path = tmp_path / "images.db"
-    future = Migration(LATEST + 1, "add_something_new", lambda database: None)
+    future = Migration(LATEST + 1, "add_something_new", lambda conn: None)
     db.connect(path, migration_list=(*MIGRATIONS, future)).close()
     conn = sqlite3.connect(path)  # as a newer aimeta records its own version
     with conn:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import old_databases
 import pytest
-import sqlite_utils
 
+import old_databases
 from aimeta import db
 from aimeta.errors import DatabaseError, DatabaseTooNew
-from aimeta.migrations import MIGRATIONS, Migration
+from aimeta.migrations import MIGRATIONS, Migration, table_api
 
 LATEST = MIGRATIONS[-1].number
 
@@ -52,17 +51,17 @@ def test_a_database_at_each_step_opens_at_the_last_with_rows_kept(
 
 # A synthetic continuation of the real list: one step that adds a column, one that rewrites
 # the images table (which kv, tokens and resources reference with ON DELETE CASCADE).
-def add_note_to_ratings(database: sqlite_utils.Database) -> None:
-    database["ratings"].add_column("note", str)  # type: ignore[union-attr]
+def add_note_to_ratings(conn: sqlite3.Connection) -> None:
+    table_api(conn)["ratings"].add_column("note", str)  # type: ignore[union-attr]
 
 
-def rebuild_images_with_a_default_generator(database: sqlite_utils.Database) -> None:
-    database["images"].transform(defaults={"generator": "none"})  # type: ignore[union-attr]
+def rebuild_images_with_a_default_generator(conn: sqlite3.Connection) -> None:
+    table_api(conn)["images"].transform(defaults={"generator": "none"})  # type: ignore[union-attr]
 
 
-def fail_half_way(database: sqlite_utils.Database) -> None:
-    database.execute("CREATE TABLE half_done (x)")
-    database.execute("INSERT INTO no_such_table VALUES (1)")
+def fail_half_way(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE half_done (x)")
+    conn.execute("INSERT INTO no_such_table VALUES (1)")
 
 
 ADD_NOTE = Migration(LATEST + 1, "add_note_to_ratings", add_note_to_ratings)

@@ -12,7 +12,7 @@ from aimeta import db
 from aimeta.migrations import statements
 from aimeta.pipelines.prepare import prepare_fields
 
-V0_1_0_SCHEMA = Path(__file__).parent / "fixtures" / "schema_v0_1_0.sql"
+V0_1_0_SCHEMA = Path(__file__).parent / "db" / "fixtures" / "schema_v0_1_0.sql"
 
 # Generation parameters as A1111/Forge writes them: LoRAs with weights, an embedding, model
 # and LoRA hashes, a Civitai resource list.
