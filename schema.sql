@@ -1,6 +1,7 @@
--- aimeta database schema: the single source of truth (applied by aimeta.db.connect).
--- Every statement is idempotent; migrations for older databases live in db.py.
--- Open this file in DB Browser for SQLite to explore a database.
+-- aimeta database schema: the baseline, frozen as released in aimeta 0.1.0 (migration 1).
+-- Do not edit the statements: every later schema change is a numbered migration in
+-- src/aimeta/migrations.py, applied by aimeta.db.connect. Every statement is idempotent.
+-- Open a database in DB Browser for SQLite to explore it (`aimeta db version` lists its migrations).
 
 PRAGMA foreign_keys = ON;
 

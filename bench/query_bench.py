@@ -129,7 +129,8 @@ def build(path: Path, images: int) -> dict[str, list[str]]:
 
     conn = db.connect(path)
     # Bulk load without the secondary indexes and the full-text triggers, then let connect()
-    # re-apply the schema: it recreates them and backfills prompts_fts (the upgrade path).
+    # re-apply the baseline schema as for a 0.1.0 database (no migration record, user_version
+    # 0): it recreates them and backfills prompts_fts (the upgrade path).
     names = conn.execute(
         "SELECT type, name FROM sqlite_master WHERE type IN ('index', 'trigger')"
         " AND (name LIKE 'idx_%' OR name LIKE 'trg_%')"
@@ -198,6 +199,7 @@ def build(path: Path, images: int) -> dict[str, list[str]]:
                 )  # fmt: skip
             if len(token_rows) > 200_000 or n == images - 1:
                 _flush(conn, image_rows, kv_rows, token_rows, resource_rows, rating_rows)
+    conn.execute("DROP TABLE aimeta_migrations")
     conn.execute("PRAGMA user_version = 0")
     conn.close()
     db.connect(path).close()

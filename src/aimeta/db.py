@@ -1,96 +1,171 @@
 """The one place that opens SQLite.
 
-``connect`` sets the pragmas every writer needs (WAL, foreign keys, busy timeout), applies
-schema.sql and migrations; ``open_readonly`` gives a connection that cannot change anything.
-Writers group work with ``transaction`` so a killed run loses at most the current batch.
+``connect`` opens (creating if needed) a database, sets the pragmas every writer needs (WAL,
+foreign keys, busy timeout) and applies the pending migrations of :mod:`aimeta.migrations` in
+one transaction (schema.sql, the 0.1.0 baseline, is migration 1), with a backup copy first when
+one rewrites a table; a database made by a newer aimeta is refused unchanged. Opening an
+up-to-date database costs one query. ``open_existing`` opens a database a run has made,
+read-only or for writing; ``upgrade`` and ``schema_info`` serve ``aimeta db``. Writers group
+work with ``transaction`` so a killed run loses at most the current batch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from importlib import resources as package_files
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from aimeta.errors import DatabaseBusy, DatabaseError
+from aimeta import __version__, migrations
+from aimeta.errors import DatabaseBusy, DatabaseError, DatabaseTooNew
 from aimeta.metadata.record import Record
 from aimeta.metadata.resources import merge_resources
 from aimeta.metadata.tokens import Token
+from aimeta.migrations import MIGRATIONS, Migration, UpgradeResult
 
 BUSY_TIMEOUT_MS = 30_000
 
 
 def schema_path() -> Path:
-    """schema.sql from an installed wheel (inside the package) or a source checkout (top level)."""
-    packaged = package_files.files("aimeta").joinpath("schema.sql")
-    if packaged.is_file():
-        return Path(str(packaged))
-    checkout = Path(__file__).resolve().parents[2] / "schema.sql"
-    if checkout.is_file():
-        return checkout
-    raise DatabaseError("schema.sql not found: the aimeta installation is incomplete")
+    """schema.sql (the baseline schema) from an installed wheel or a source checkout."""
+    return migrations.schema_path()
 
 
-def connect(path: Path | str, *, schema: Path | None = None) -> sqlite3.Connection:
+def connect(
+    path: Path | str, *, migration_list: Sequence[Migration] = MIGRATIONS
+) -> sqlite3.Connection:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date.
 
     The connection is in autocommit mode; group writes with :func:`transaction`.
+    ``migration_list`` is for tests of the mechanism.
     """
-    path = Path(path)
+    conn, _result = _open_current(Path(path), migration_list, always_backup=False)
+    return conn
+
+
+def upgrade(path: Path | str, *, migration_list: Sequence[Migration] = MIGRATIONS) -> UpgradeResult:
+    """Bring the existing database at ``path`` up to date, after a backup copy beside it when
+    any migration is pending; says what was applied and where the backup is."""
+    conn, result = _open_current(_existing(Path(path)), migration_list, always_backup=True)
+    conn.close()
+    return result
+
+
+@dataclass(frozen=True)
+class SchemaInfo:
+    """The schema of a database as ``aimeta db version`` reports it."""
+
+    path: str
+    version: int
+    known_version: int
+    aimeta_version: str
+    made_by: str | None
+    applied: list[dict[str, Any]]
+    pending: list[str]
+    newer: str | None = None  # why this aimeta would refuse the database, when it would
+
+
+def schema_info(
+    path: Path | str, *, migration_list: Sequence[Migration] = MIGRATIONS
+) -> SchemaInfo:
+    """The schema number of the database at ``path``, its applied and pending migrations, and
+    whether it is newer than this aimeta (read-only)."""
+    conn = open_existing(path, readonly=True)
+    try:
+        state = migrations.read_state(conn)
+    except sqlite3.DatabaseError as exc:
+        raise _translate(exc, Path(path)) from exc
+    finally:
+        conn.close()
+    try:
+        todo, newer = migrations.pending(state, migration_list), None
+    except DatabaseTooNew as exc:
+        todo, newer = [], exc.message
+    return SchemaInfo(
+        str(path),
+        state.version,
+        migration_list[-1].number,
+        __version__,
+        state.unrecorded,
+        [
+            {
+                "number": step.number,
+                "name": step.name,
+                "aimeta_version": step.aimeta_version,
+                "rewrites_table": step.rewrites_table,
+                "applied_at": step.applied_at,
+            }
+            for step in state.applied
+        ],
+        [step.name for step in todo],
+        newer,
+    )
+
+
+# One query tells whether an open needs any work: the schema number, and how many of the
+# indexes a bulk load drops are there (see deferred_indexes).
+_QUICK_CHECK = (
+    "SELECT (SELECT user_version FROM pragma_user_version),"
+    " (SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN ({}))"
+)
+
+
+def _open_current(
+    path: Path, migration_list: Sequence[Migration], *, always_backup: bool
+) -> tuple[sqlite3.Connection, UpgradeResult]:
     if str(path) != ":memory:":
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DatabaseError(f"cannot create the folder for {path}: {exc.strerror}") from exc
+    latest = migration_list[-1].number
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.DatabaseError as exc:
+        raise _translate(exc, path) from exc
+    try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        marks = ",".join("?" * len(DEFERRABLE_INDEXES))
+        version, indexes = conn.execute(_QUICK_CHECK.format(marks), DEFERRABLE_INDEXES).fetchone()
+        if version != latest:
+            # Read-only, before any pragma writes: a newer database is refused untouched.
+            migrations.pending(migrations.read_state(conn), migration_list)
         if str(path) != ":memory:":
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        script = (schema or schema_path()).read_text(encoding="utf-8")
-        # user_version holds a fingerprint of the schema text: the (idempotent) schema is
-        # applied again only when it changed, so opening a current database costs nothing.
-        fingerprint = zlib.crc32(script.encode("utf-8")) & 0x7FFFFFFF
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version != fingerprint:
-            with transaction(conn):
-                for statement in _statements(script):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {fingerprint}")
-    except sqlite3.DatabaseError as exc:
-        raise _translate(exc, path) from exc
-    return conn
+        result = UpgradeResult(version, latest)
+        if version != latest:
+            on_disk = None if str(path) == ":memory:" else path
+            result = migrations.upgrade(conn, on_disk, migration_list, always_backup=always_backup)
+        if version != latest or indexes < len(DEFERRABLE_INDEXES):
+            _restore_deferred_indexes(conn)
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise _translate(exc, path) from exc
+        raise
+    return conn, result
 
 
-def _statements(script: str) -> Iterator[str]:
-    """Split a schema script into statements (executescript would commit on its own)."""
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        if line.lstrip().startswith("--") and not buffer.strip():
-            continue
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            statement = buffer.strip()
-            buffer = ""
-            if statement.upper().startswith("PRAGMA"):
-                continue  # pragmas are set by connect(), outside the transaction
-            yield statement
-
-
-def open_readonly(path: Path | str) -> sqlite3.Connection:
-    """Open an existing database so that no statement can change it."""
-    path = Path(path)
+def _existing(path: Path) -> Path:
     if not path.is_file():
         raise DatabaseError(f"no database at {path}: run `aimeta ingest` or `aimeta all` first")
+    return path
+
+
+def open_existing(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open a database that `aimeta ingest` or `aimeta all` made (a missing file is an error,
+    not a new empty database): ``readonly`` so that no statement can change it, else for
+    writing through :func:`connect` (which brings its schema up to date)."""
+    path = _existing(Path(path))
+    if not readonly:
+        return connect(path)
     try:
         conn = sqlite3.connect(
             f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
@@ -100,6 +175,11 @@ def open_readonly(path: Path | str) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         raise _translate(exc, path) from exc
     return conn
+
+
+def open_readonly(path: Path | str) -> sqlite3.Connection:
+    """Open an existing database so that no statement can change it (``open_existing``)."""
+    return open_existing(path, readonly=True)
 
 
 @contextmanager
@@ -133,8 +213,15 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 # Secondary indexes that a large ingest drops and builds again at the end: building an index
-# from sorted rows is ~3x cheaper than keeping it up to date row by row.
-DEFERRABLE_INDEXES = ("idx_tokens_norm", "idx_kv_key_value", "idx_kv_model_nocase")
+# from sorted rows is ~3x cheaper than keeping it up to date row by row. Their definitions are
+# those of the schema (a test compares them); a migration that changes one changes it here too.
+DEFERRABLE_INDEX_SQL = {
+    "idx_tokens_norm": "CREATE INDEX idx_tokens_norm ON tokens(t_norm, side, image_id)",
+    "idx_kv_key_value": "CREATE INDEX idx_kv_key_value ON kv(key, value)",
+    "idx_kv_model_nocase": "CREATE INDEX idx_kv_model_nocase ON kv(value COLLATE NOCASE,"
+    " image_id)\n    WHERE key = 'model'",
+}
+DEFERRABLE_INDEXES = tuple(DEFERRABLE_INDEX_SQL)
 BULK_CHECKPOINT_PAGES = 25_000
 
 
@@ -142,10 +229,9 @@ BULK_CHECKPOINT_PAGES = 25_000
 def deferred_indexes(conn: sqlite3.Connection, enabled: bool = True) -> Iterator[None]:
     """Drop the :data:`DEFERRABLE_INDEXES` for the duration of a bulk load, then rebuild them.
 
-    Crash-safe: the drop sets ``user_version`` to 0 in the same transaction, so if the run is
-    killed before the rebuild, the next :func:`connect` applies schema.sql again, which
-    creates the missing indexes. A run interrupted by Ctrl-C leaves the rebuild to that
-    next connect too, rather than keeping the user waiting.
+    Crash-safe: if the run is killed before the rebuild, the next :func:`connect` finds them
+    missing (its one query on opening counts them) and creates them. A run interrupted by
+    Ctrl-C leaves the rebuild to that next connect too, rather than keeping the user waiting.
     """
     if not enabled:
         yield
@@ -155,27 +241,21 @@ def deferred_indexes(conn: sqlite3.Connection, enabled: bool = True) -> Iterator
     checkpoint_pages = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
     conn.execute(f"PRAGMA wal_autocheckpoint = {BULK_CHECKPOINT_PAGES}")
     with transaction(conn):
-        marks = ",".join("?" * len(DEFERRABLE_INDEXES))
-        saved = conn.execute(
-            f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name IN ({marks})",
-            DEFERRABLE_INDEXES,
-        ).fetchall()
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        for name, _sql in saved:
+        present = _present_deferrable_indexes(conn)
+        for name in present:
             conn.execute(f'DROP INDEX "{name}"')
-        conn.execute("PRAGMA user_version = 0")
     try:
         yield
     except Exception:
         # Best effort (the database may be what failed): if this fails too, the next
         # connect() rebuilds them.
         with suppress(DatabaseError):
-            _rebuild_indexes(conn, saved, version)
+            _restore_deferred_indexes(conn)
         raise
     finally:
         with suppress(sqlite3.Error):  # a connection already closed needs nothing back
             conn.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint_pages)}")
-    _rebuild_indexes(conn, saved, version)
+    _restore_deferred_indexes(conn)
 
 
 def checkpoint(path: Path | str) -> None:
@@ -190,11 +270,25 @@ def checkpoint(path: Path | str) -> None:
             conn.close()
 
 
-def _rebuild_indexes(conn: sqlite3.Connection, saved: list[tuple[str, str]], version: int) -> None:
+def _present_deferrable_indexes(conn: sqlite3.Connection) -> list[str]:
+    marks = ",".join("?" * len(DEFERRABLE_INDEXES))
+    rows = conn.execute(
+        f"SELECT name FROM sqlite_master WHERE type = 'index' AND name IN ({marks})",
+        DEFERRABLE_INDEXES,
+    )
+    return [row[0] for row in rows]
+
+
+def _restore_deferred_indexes(conn: sqlite3.Connection) -> None:
+    """Create whichever of the deferrable indexes is missing (a bulk load dropped it)."""
+    missing = set(DEFERRABLE_INDEXES) - set(_present_deferrable_indexes(conn))
+    if not missing:
+        return
     with transaction(conn):
-        for _name, sql in saved:
-            conn.execute(sql.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
-        conn.execute(f"PRAGMA user_version = {int(version)}")
+        for name in DEFERRABLE_INDEXES:
+            if name in missing:
+                sql = DEFERRABLE_INDEX_SQL[name]
+                conn.execute(sql.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
 
 
 def _translate(exc: sqlite3.DatabaseError, path: Path | None) -> DatabaseError:

@@ -45,6 +45,10 @@ class DatabaseBusy(DatabaseError):
     """Another aimeta process is writing this database; try again when it has finished."""
 
 
+class DatabaseTooNew(DatabaseError):
+    """The database was made by a newer aimeta; upgrade aimeta to use it."""
+
+
 class InputError(AimetaError):
     """An input file or folder could not be used."""
 

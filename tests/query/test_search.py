@@ -369,7 +369,8 @@ def test_full_text_index_follows_a_prompt_row_deleted_by_hand(fresh_db) -> None:
 
 def test_full_text_index_is_filled_for_an_older_database(fresh_db) -> None:
     conn = db.connect(fresh_db.path)
-    conn.execute("DELETE FROM prompts_fts")  # as if made before prompts_fts existed
+    conn.execute("DELETE FROM prompts_fts")  # as if made before prompts_fts existed,
+    conn.execute("DROP TABLE aimeta_migrations")  # so before migrations were recorded
     conn.execute("PRAGMA user_version = 0")
     conn.close()
     assert _run(fresh_db, "--text", "blue") == {"a2.png", "n5.png", "a6.png"}

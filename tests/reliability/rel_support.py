@@ -148,7 +148,16 @@ def integrity_ok(database: Path) -> None:
 
 # Columns that hold the time of a run: left out when two databases are compared.
 TIME_COLUMNS = frozenset(
-    {"ingested_at", "rated_at", "at", "duration_s", "updated_at", "asked_at", "first_used"}
+    {
+        "ingested_at",
+        "rated_at",
+        "at",
+        "duration_s",
+        "updated_at",
+        "asked_at",
+        "first_used",
+        "applied_at",
+    }
 )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aimeta import events
+from aimeta import db, events
 from aimeta.pipelines import resources
 
 Tables = Callable[[sqlite3.Connection], dict[str, list[tuple[Any, ...]]]]
@@ -274,4 +274,4 @@ def test_missing_database_is_an_error(tmp_path: Any) -> None:
     from aimeta.errors import DatabaseError
 
     with pytest.raises(DatabaseError, match="run `aimeta ingest`"):
-        resources.open_database(tmp_path / "nothing.db")
+        db.open_existing(tmp_path / "nothing.db")

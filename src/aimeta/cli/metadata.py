@@ -89,9 +89,6 @@ def ingest(
     db_path: Path = typer.Option(
         None, "--db", help="SQLite database to write.", show_default="out/images.db"
     ),
-    schema: Path = typer.Option(
-        None, "--schema", help="Use this schema file instead of the built-in one."
-    ),
     jsonl: Path = typer.Option(None, "--jsonl", help="Also write every record to this JSONL file."),
     csv: Path = typer.Option(
         None, "--csv", help="Also write the core parameters to this CSV file."
@@ -116,7 +113,7 @@ def ingest(
     Example: aimeta ingest --in out/exif_raw.jsonl --db out/images.db --csv out/records.csv
     """
     config = settings.resolve({"db": db_path, "jobs": jobs})
-    conn = db.connect(config.db, schema=schema)
+    conn = db.connect(config.db)
     try:
         with progress_events(quiet) as on_event:
             if reparse:

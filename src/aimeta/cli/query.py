@@ -16,7 +16,6 @@ from rich.table import Table
 
 from aimeta import db, settings
 from aimeta.cli.common import app, handle_errors, is_stdout, stderr, stdout
-from aimeta.errors import DatabaseError
 from aimeta.pipelines import search as search_pipeline
 from aimeta.pipelines import stats as stats_pipeline
 from aimeta.pipelines import wildcards as wildcard_pipeline
@@ -88,10 +87,8 @@ def _reading(path: Path, *, update_schema: bool = True) -> Iterator[sqlite3.Conn
     date; that writes only when the schema changed, so a current database is left untouched.
     """
     if update_schema:
-        if not path.is_file():
-            raise DatabaseError(f"no database at {path}: run `aimeta ingest` or `aimeta all` first")
-        db.connect(path).close()
-    with closing(db.open_readonly(path)) as conn:
+        db.open_existing(path).close()
+    with closing(db.open_existing(path, readonly=True)) as conn:
         yield conn
 
 

@@ -9,7 +9,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from aimeta import settings
+from aimeta import db, settings
 from aimeta.cli.common import app, handle_errors, progress_events, stderr, stdout
 from aimeta.pipelines import resolve as resolve_pipeline
 from aimeta.pipelines import resources as resources_pipeline
@@ -38,7 +38,7 @@ def resources(
     Example: aimeta resources --db out/images.db
     """
     config = settings.resolve({"db": db_path})
-    conn = resources_pipeline.open_database(config.db)
+    conn = db.open_existing(config.db)
     try:
         with progress_events(quiet) as on_event:
             result = resources_pipeline.run(conn, batch_size=config.batch_size, on_event=on_event)
@@ -108,7 +108,7 @@ def resolve(
     Example: aimeta resolve --map models.csv --civitai-export civitai/*.json --rewrite
     """
     config = settings.resolve({"db": db_path, "civitai_base_url": civitai_url})
-    conn = resources_pipeline.open_database(config.db)
+    conn = db.open_existing(config.db)
     try:
         with progress_events(quiet) as on_event:
             result = resolve_pipeline.run(

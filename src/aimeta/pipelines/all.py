@@ -127,7 +127,7 @@ def _resolve(conn: sqlite3.Connection, on_event: events.OnEvent) -> ResolveResul
 
 
 def _export(database: Path, paths: tuple[Path, Path]) -> None:
-    conn = db.open_readonly(database)
+    conn = db.open_existing(database, readonly=True)
     try:
         export.write_both(conn, *paths)
     finally:

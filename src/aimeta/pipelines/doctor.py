@@ -152,7 +152,7 @@ def _database(path: Path) -> Check:
     if not path.exists():
         return Check("database", "ok", f"{path} does not exist yet; a run creates it")
     try:
-        conn = db.open_readonly(path)
+        conn = db.open_existing(path, readonly=True)
         try:
             verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
             ratings = conn.execute("SELECT COUNT(*) FROM ratings").fetchone()[0]

@@ -353,7 +353,7 @@ class _Job:
             self.csv = RatingsCsv(self.result.csv_path)
         if options.dry_run:
             if Path(settings.db).is_file():
-                self.conn = db.open_readonly(settings.db)
+                self.conn = db.open_existing(settings.db, readonly=True)
         else:
             self.conn = db.connect(settings.db)
             with db.transaction(self.conn):

@@ -13,13 +13,11 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from aimeta import db, events
-from aimeta.errors import DatabaseError
 from aimeta.metadata.parsers import parse_fields
 from aimeta.metadata.record import Record
 
@@ -35,14 +33,6 @@ class ResourcesResult:
     by_kind: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def open_database(path: Path) -> sqlite3.Connection:
-    """Open an existing database for writing (``resources`` and ``resolve`` work on what
-    ``ingest`` stored, so a missing file is an error rather than a new empty database)."""
-    if not path.is_file():
-        raise DatabaseError(f"no database at {path}: run `aimeta ingest` or `aimeta all` first")
-    return db.connect(path)
 
 
 def run(

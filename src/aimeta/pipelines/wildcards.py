@@ -220,9 +220,9 @@ def _read_only_authorizer(
 def sql_lines(conn: sqlite3.Connection, sql: str, line_filter: LineFilter) -> list[WildcardLine]:
     """The first column of each row of one read-only ``sql`` statement.
 
-    ``conn`` should come from :func:`aimeta.db.open_readonly`; on top of that an authorizer
-    refuses anything but reading (writes, ATTACH, pragmas that change settings), so the
-    database stays unchanged whatever the statement. A refused or invalid statement raises
+    ``conn`` should come from ``aimeta.db.open_existing(path, readonly=True)``; on top of that
+    an authorizer refuses anything but reading (writes, ATTACH, pragmas that change settings),
+    so the database stays unchanged whatever the statement. A refused or invalid statement raises
     DatabaseError with SQLite's reason.
     """
     if not sql.strip():

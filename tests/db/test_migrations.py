@@ -1,0 +1,125 @@
+"""Every step of the migration list upgrades to the last with rows kept; the mechanism (one
+transaction, backups before rewrites, refusal of newer databases) on a synthetic list."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import old_databases
+from aimeta import db
+from aimeta.errors import DatabaseError, DatabaseTooNew
+from aimeta.migrations import MIGRATIONS, Migration, table_api
+
+LATEST = MIGRATIONS[-1].number
+
+
+def recorded(path: Path) -> list[tuple[int, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT number, name FROM aimeta_migrations ORDER BY 1").fetchall()
+    finally:
+        conn.close()
+
+
+def database_at(path: Path, steps: tuple[Migration, ...]) -> dict[str, list[str]]:
+    """A database made by code whose list ends with ``steps[-1]``, with rows; its tables but
+    the record of migrations (which upgrades extend)."""
+    conn = db.connect(path, migration_list=steps)
+    old_databases.fill(conn)
+    conn.close()
+    tables = old_databases.columns(path)
+    del tables["aimeta_migrations"]
+    return tables
+
+
+@pytest.mark.parametrize("step", range(1, LATEST + 1))
+def test_a_database_at_each_step_opens_at_the_last_with_rows_kept(
+    tmp_path: Path, step: int
+) -> None:
+    path = tmp_path / "images.db"
+    tables = database_at(path, MIGRATIONS[:step])
+    before = old_databases.contents(path, tables)
+
+    db.connect(path).close()
+
+    assert recorded(path) == [(m.number, m.name) for m in MIGRATIONS]
+    assert old_databases.contents(path, tables) == before
+
+
+# A synthetic continuation of the real list: one step that adds a column, one that rewrites
+# the images table (which kv, tokens and resources reference with ON DELETE CASCADE).
+def add_note_to_ratings(conn: sqlite3.Connection) -> None:
+    table_api(conn)["ratings"].add_column("note", str)  # type: ignore[union-attr]
+
+
+def rebuild_images_with_a_default_generator(conn: sqlite3.Connection) -> None:
+    table_api(conn)["images"].transform(defaults={"generator": "none"})  # type: ignore[union-attr]
+
+
+def fail_half_way(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE half_done (x)")
+    conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+
+ADD_NOTE = Migration(LATEST + 1, "add_note_to_ratings", add_note_to_ratings)
+REBUILD = Migration(
+    LATEST + 2,
+    "rebuild_images_with_a_default_generator",
+    rebuild_images_with_a_default_generator,
+    rewrites_table=True,
+)
+FAILING = Migration(LATEST + 2, "fail_half_way", fail_half_way)
+
+
+def test_one_step_behind_is_upgraded_after_a_backup_for_a_rewrite(tmp_path: Path) -> None:
+    path = tmp_path / "images.db"
+    tables = database_at(path, (*MIGRATIONS, ADD_NOTE))
+    before = old_databases.contents(path, tables)
+    assert not list(tmp_path.glob("*.bak-*"))  # adding a column needed no backup
+
+    conn = db.connect(path, migration_list=(*MIGRATIONS, ADD_NOTE, REBUILD))
+    assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    conn.close()
+
+    assert recorded(path)[-2:] == [(ADD_NOTE.number, ADD_NOTE.name), (REBUILD.number, REBUILD.name)]
+    assert old_databases.contents(path, tables) == before  # kv, tokens ... kept their images
+    backup = tmp_path / f"images.db.bak-schema{ADD_NOTE.number}"
+    assert old_databases.contents(backup, tables) == before
+    assert recorded(backup)[-1] == (ADD_NOTE.number, ADD_NOTE.name)
+
+
+def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "images.db"
+    tables = database_at(path, MIGRATIONS)
+    before = old_databases.contents(path, tables), old_databases.schema_of(path)
+
+    with pytest.raises(DatabaseError, match="no_such_table"):
+        db.connect(path, migration_list=(*MIGRATIONS, ADD_NOTE, FAILING))
+
+    assert (old_databases.contents(path, tables), old_databases.schema_of(path)) == before
+    db.connect(path).close()  # and the code it belongs to still opens it
+
+
+def test_a_newer_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "images.db"
+    database_at(path, (*MIGRATIONS, ADD_NOTE))
+    content = path.read_bytes()
+
+    newer = rf"schema {ADD_NOTE.number} \(made by aimeta .*\) .*\(schema {LATEST}\)"
+    with pytest.raises(DatabaseTooNew, match=newer):
+        db.connect(path)
+
+    assert path.read_bytes() == content
+
+
+def test_a_step_of_the_same_number_but_another_name_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "images.db"
+    database_at(path, (*MIGRATIONS, ADD_NOTE))
+    renamed = Migration(ADD_NOTE.number, "add_comment_to_ratings", add_note_to_ratings)
+    # Only the record tells (an open trusts user_version, the number): `aimeta db version`.
+    info = db.schema_info(path, migration_list=(*MIGRATIONS, renamed))
+    assert info.newer and "'add_note_to_ratings'" in info.newer
+    assert info.pending == []
