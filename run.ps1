@@ -43,7 +43,7 @@ function Ensure-Venv([string]$Extras) {
 $command = if ($args.Count -gt 0) { $args[0] } else { "" }
 if ($command -eq "test") {
     Ensure-ExifTool
-    Ensure-Venv "web,dev"
+    Ensure-Venv "dev"
     & "$Venv\Scripts\ruff.exe" check src tests bench examples
     if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
     & "$Venv\Scripts\mypy.exe"

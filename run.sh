@@ -62,7 +62,7 @@ case "${1:-}" in
     test)
         shift
         ensure_exiftool
-        ensure_venv "web,dev"
+        ensure_venv "dev"
         "$VENV/bin/ruff" check src tests bench examples
         "$VENV/bin/mypy"
         exec "$VENV/bin/python" -m pytest "$@"

@@ -33,7 +33,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    # Plain help text: square brackets in help (`aimeta[web]`, `[default: ...]`) stay visible.
+    # Plain help text: square brackets in help (`[default: ...]`) stay visible.
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
