@@ -9,16 +9,14 @@ import typer
 from rich.markup import escape
 
 from aimeta import settings
-from aimeta.cli.common import app, die, handle_errors, stderr
+from aimeta.cli.common import app, die, handle_errors, setting_option, stderr
 
 
 @app.command()
 @handle_errors
 def web(
-    host: str = typer.Option(
-        None, "--host", help="Address to listen on.", show_default="127.0.0.1"
-    ),
-    port: int = typer.Option(None, "--port", help="Port to listen on.", show_default="5000"),
+    host: str = setting_option("host", "--host"),
+    port: int = setting_option("port", "--port"),
     allow_remote: bool = typer.Option(
         False,
         "--allow-remote",
