@@ -7,13 +7,16 @@ through Pillow with the UserComment bytes built here in every encoding generator
 
 from __future__ import annotations
 
+import gzip
 import struct
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 Chunk = Literal["tEXt", "zTXt", "iTXt"]
 UserCommentEncoding = Literal[
@@ -156,3 +159,50 @@ def webp_with_exif(
 def plain_png(path: Path, size: tuple[int, int] = (8, 8)) -> Path:
     """A PNG without any text chunk (a photo, for aimeta)."""
     return png_with_text(path, {}, size=size)
+
+
+def bits_of(data: bytes) -> np.ndarray:
+    """The bits of ``data``, most significant first, as the stealth format stores them."""
+    return np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+
+
+def write_stealth(
+    path: Path,
+    text: str,
+    *,
+    channel: str,
+    compressed: bool,
+    size: tuple[int, int] = (48, 40),
+    chunks: Mapping[str, str] | None = None,
+) -> Path:
+    """Hide ``text`` the way the A1111 extension does (column-major, LSB of each value), in a
+    PNG that also carries the tEXt ``chunks`` given."""
+    payload = text.encode("utf-8")
+    if compressed:
+        payload = gzip.compress(payload)
+    kind = "png" if channel == "alpha" else "rgb"
+    signature = f"stealth_{kind}{'comp' if compressed else 'info'}".encode()
+    bits = np.concatenate(
+        [bits_of(signature), bits_of((len(payload) * 8).to_bytes(4, "big")), bits_of(payload)]
+    )
+    width, height = size
+    rng = np.random.default_rng(7)
+    pixels = rng.integers(0, 256, size=(width, height, 4), dtype=np.uint8)  # x, y, channel
+    pixels[:, :, 3] |= 0xF0  # mostly opaque
+    if channel == "alpha":
+        plane = pixels[:, :, 3].reshape(-1)
+        plane[: bits.size] = (plane[: bits.size] & 0xFE) | bits
+        pixels[:, :, 3] = plane.reshape(width, height)
+    else:
+        values = pixels[:, :, :3].reshape(-1)
+        values[: bits.size] = (values[: bits.size] & 0xFE) | bits
+        pixels[:, :, :3] = values.reshape(width, height, 3)
+    mode = "RGBA" if channel == "alpha" else "RGB"
+    image_array = pixels.transpose(1, 0, 2)  # back to rows (y) of columns (x)
+    if mode == "RGB":
+        image_array = image_array[:, :, :3]
+    info = PngInfo()
+    for keyword, value in (chunks or {}).items():
+        info.add_text(keyword, value)
+    Image.fromarray(np.ascontiguousarray(image_array), mode).save(path, pnginfo=info)
+    return path

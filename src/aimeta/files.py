@@ -21,6 +21,9 @@ IMAGE_EXTENSIONS = (
     | RAW_EXTENSIONS
     | frozenset({".tif", ".tiff", ".gif", ".bmp", ".heic", ".heif", ".avif", ".jxl"})
 )
+# The largest XMP packet aimeta parses itself, in an image (the native reader) or a sidecar
+# (the rating half); anything bigger is left to ExifTool or refused.
+MAX_XMP_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ import sqlite3
 from pathlib import Path
 
 import old_databases
-
 from aimeta import db, migrations
 from aimeta.migrations import MIGRATIONS
 

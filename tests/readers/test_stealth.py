@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import numpy as np
@@ -12,44 +11,9 @@ from PIL import Image
 from aimeta.metadata.readers.native import NativeReadError
 from aimeta.metadata.readers.stealth import read_stealth
 from conftest import samples_dir
+from factory import bits_of, write_stealth
 
 INFOTEXT = "a lighthouse at dusk, 東京\nNegative prompt: blurry\nSteps: 24, Seed: 42, Size: 48x40"
-
-
-def _bits(data: bytes) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-
-
-def write_stealth(
-    path: Path, text: str, *, channel: str, compressed: bool, size: tuple[int, int] = (48, 40)
-) -> Path:
-    """Hide ``text`` the way the A1111 extension does (column-major, LSB of each value)."""
-    payload = text.encode("utf-8")
-    if compressed:
-        payload = gzip.compress(payload)
-    kind = "png" if channel == "alpha" else "rgb"
-    signature = f"stealth_{kind}{'comp' if compressed else 'info'}".encode()
-    bits = np.concatenate(
-        [_bits(signature), _bits((len(payload) * 8).to_bytes(4, "big")), _bits(payload)]
-    )
-    width, height = size
-    rng = np.random.default_rng(7)
-    pixels = rng.integers(0, 256, size=(width, height, 4), dtype=np.uint8)  # x, y, channel
-    pixels[:, :, 3] |= 0xF0  # mostly opaque
-    if channel == "alpha":
-        plane = pixels[:, :, 3].reshape(-1)
-        plane[: bits.size] = (plane[: bits.size] & 0xFE) | bits
-        pixels[:, :, 3] = plane.reshape(width, height)
-    else:
-        values = pixels[:, :, :3].reshape(-1)
-        values[: bits.size] = (values[: bits.size] & 0xFE) | bits
-        pixels[:, :, :3] = values.reshape(width, height, 3)
-    mode = "RGBA" if channel == "alpha" else "RGB"
-    image_array = pixels.transpose(1, 0, 2)  # back to rows (y) of columns (x)
-    if mode == "RGB":
-        image_array = image_array[:, :, :3]
-    Image.fromarray(np.ascontiguousarray(image_array), mode).save(path)
-    return path
 
 
 @pytest.mark.parametrize("channel", ["alpha", "rgb"])
@@ -85,7 +49,7 @@ def test_an_absurd_declared_length_is_rejected(tmp_path: Path) -> None:
     path = write_stealth(tmp_path / "liar.png", "x", channel="alpha", compressed=False)
     with Image.open(path) as image:
         pixels = np.array(image)
-    length_bits = _bits((2**31).to_bytes(4, "big"))
+    length_bits = bits_of((2**31).to_bytes(4, "big"))
     column = pixels[:, :, 3].transpose().reshape(-1)
     column[120:152] = (column[120:152] & 0xFE) | length_bits
     pixels[:, :, 3] = column.reshape(pixels.shape[1], pixels.shape[0]).transpose()

@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -20,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from aimeta import __version__, events
+from aimeta import __version__, events, settings
 from aimeta.errors import AimetaError, UsageError
 
 app = typer.Typer(
@@ -33,7 +34,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    # Plain help text: square brackets in help (`aimeta[web]`, `[default: ...]`) stay visible.
+    # Plain help text: square brackets in help (`[default: ...]`) stay visible.
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -59,6 +60,26 @@ def _root(
     ),
 ) -> None:
     """Read, normalise and search AI image metadata; rate images with a local vision LLM."""
+    # Here, once per command: a misspelt AIMETA_* variable or toml key would otherwise be
+    # ignored without a word.
+    for line in settings.name_warnings():
+        stderr.print(f"[yellow]Warning:[/yellow] {escape(line)}", highlight=False)
+
+
+def setting_option(
+    name: str, *flags: str, help: str | None = None, annotated: bool = False, **extra: Any
+) -> Any:
+    """The flag of setting ``name``: ``None`` when not given (the environment, aimeta.toml or
+    the built-in default then decide), with the setting's help (unless ``help`` says it for
+    this command) and the default that ``Settings`` declares.
+
+    ``annotated``: for ``Annotated[..., option]`` parameters, which give no default here.
+    """
+    text = help or settings.help_text(name)
+    shown: str | bool = settings.default_text(name) or False
+    if annotated:
+        return typer.Option(*flags, help=text, show_default=shown, **extra)
+    return typer.Option(None, *flags, help=text, show_default=shown, **extra)
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:

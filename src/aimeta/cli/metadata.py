@@ -9,26 +9,22 @@ import typer
 from rich.table import Table
 
 from aimeta import db, settings, workers
-from aimeta.cli.common import app, handle_errors, progress_events, stderr, stdout
+from aimeta.cli.common import (
+    app,
+    handle_errors,
+    progress_events,
+    setting_option,
+    stderr,
+    stdout,
+)
 from aimeta.pipelines import all as all_pipeline
 from aimeta.pipelines import dump as dump_pipeline
 from aimeta.pipelines import export
 from aimeta.pipelines import ingest as ingest_pipeline
 
-READER_HELP = (
-    "auto: the built-in reader for PNG/JPEG/WebP and ExifTool for other types; "
-    "exiftool: ExifTool for every file; native: the built-in reader wherever it applies."
-)
-
-
-JOBS_OPTION = typer.Option(
-    None,
-    "--jobs",
-    "-j",
-    min=0,
-    help="Worker processes that read and parse (0: one per core; 1: none).",
-    show_default="0",
-)
+JOBS_OPTION = setting_option("jobs", "--jobs", "-j", min=0)
+# dump writes and ingest reads this file in the output folder (AIMETA_OUT_DIR, out_dir).
+RAW_SHOWN = str(settings.Settings().raw_jsonl)
 
 
 @app.command()
@@ -36,14 +32,14 @@ JOBS_OPTION = typer.Option(
 def dump(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders to read."),
     out: Path = typer.Option(
-        Path("out/exif_raw.jsonl"), "--out", "-o", help="JSONL file to append to; - for stdout."
+        None, "--out", "-o", help="JSONL file to append to; - for stdout.", show_default=RAW_SHOWN
     ),
     recursive: bool = typer.Option(
         True, "--recursive/--no-recursive", help="Read sub-folders too."
     ),
     force: bool = typer.Option(False, "--force", help="Read files again even when unchanged."),
-    reader: str = typer.Option(None, "--reader", help=READER_HELP, show_default="auto"),
-    exiftool: str = typer.Option(None, "--exiftool", help="Path of the ExifTool executable."),
+    reader: str = setting_option("reader", "--reader"),
+    exiftool: str = setting_option("exiftool", "--exiftool"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
     """Read the metadata of every image under INPUTS into a JSON Lines file.
@@ -54,6 +50,7 @@ def dump(
     Example: aimeta dump Input/ --out out/exif_raw.jsonl
     """
     config = settings.resolve({"reader": reader, "exiftool": exiftool})
+    out = out or config.raw_jsonl
     to_stdout = str(out) == "-"
     with progress_events(quiet) as on_event:
         result = dump_pipeline.run(
@@ -84,11 +81,9 @@ def dump(
 @handle_errors
 def ingest(
     source: Path = typer.Option(
-        Path("out/exif_raw.jsonl"), "--in", help="JSONL file written by `aimeta dump`."
+        None, "--in", help="JSONL file written by `aimeta dump`.", show_default=RAW_SHOWN
     ),
-    db_path: Path = typer.Option(
-        None, "--db", help="SQLite database to write.", show_default="out/images.db"
-    ),
+    db_path: Path = setting_option("db", "--db", help="SQLite database to write."),
     jsonl: Path = typer.Option(None, "--jsonl", help="Also write every record to this JSONL file."),
     csv: Path = typer.Option(
         None, "--csv", help="Also write the core parameters to this CSV file."
@@ -122,7 +117,7 @@ def ingest(
                 )
             else:
                 result = ingest_pipeline.run(
-                    source,
+                    source or config.raw_jsonl,
                     conn,
                     batch_size=config.batch_size,
                     from_start=from_start,
@@ -152,15 +147,13 @@ def ingest(
 @handle_errors
 def all_command(
     inputs: list[Path] = typer.Argument(..., help="Image files or folders to read."),
-    out_dir: Path = typer.Option(
-        Path("out"), "--out-dir", help="Folder for exif_raw.jsonl, images.db, records.*"
-    ),
+    out_dir: Path = setting_option("out_dir", "--out-dir"),
     recursive: bool = typer.Option(
         True, "--recursive/--no-recursive", help="Read sub-folders too."
     ),
     force: bool = typer.Option(False, "--force", help="Read files again even when unchanged."),
-    reader: str = typer.Option(None, "--reader", help=READER_HELP, show_default="auto"),
-    exiftool: str = typer.Option(None, "--exiftool", help="Path of the ExifTool executable."),
+    reader: str = setting_option("reader", "--reader"),
+    exiftool: str = setting_option("exiftool", "--exiftool"),
     jobs: int = JOBS_OPTION,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     as_json: bool = typer.Option(

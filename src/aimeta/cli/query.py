@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from aimeta import db, settings
-from aimeta.cli.common import app, handle_errors, is_stdout, stderr, stdout
+from aimeta.cli.common import app, handle_errors, is_stdout, setting_option, stderr, stdout
 from aimeta.pipelines import search as search_pipeline
 from aimeta.pipelines import stats as stats_pipeline
 from aimeta.pipelines import wildcards as wildcard_pipeline
@@ -44,9 +44,7 @@ wildcards_app = typer.Typer(
 )
 app.add_typer(wildcards_app, name="wildcards")
 
-DbOption = Annotated[
-    Path | None, typer.Option("--db", help="The database [default: out/images.db, or settings].")
-]
+DbOption = Annotated[Path | None, setting_option("db", "--db", annotated=True)]
 OutOption = Annotated[
     str, typer.Option("--out", "-o", help="File to write (folders are created); - is stdout.")
 ]

@@ -17,7 +17,14 @@ import typer
 from rich.markup import escape
 
 from aimeta import events, settings
-from aimeta.cli.common import app, handle_errors, progress_events, stderr, stdout
+from aimeta.cli.common import (
+    app,
+    handle_errors,
+    progress_events,
+    setting_option,
+    stderr,
+    stdout,
+)
 from aimeta.rating.answer import CRITERIA
 
 if TYPE_CHECKING:
@@ -36,24 +43,11 @@ def rate(
         help="CSV file to write.",
         show_default="FOLDER/ai_rating_results_{model}.csv",
     ),
-    api_url: list[str] = typer.Option(
-        None,
-        "--api-url",
-        help="OpenAI-compatible server; repeat to spread the work.",
-        show_default="http://localhost:1234/v1",
-    ),
-    model: str = typer.Option(
-        None, "--model", help="Model tag; default: the one loaded on the server."
-    ),
-    temperature: float = typer.Option(
-        None, "--temperature", help="Sampling temperature.", show_default="0.1"
-    ),
-    size: int = typer.Option(
-        None, "--size", help="Longest side of the image sent, in pixels.", show_default="896"
-    ),
-    quality: int = typer.Option(
-        None, "--quality", help="JPEG quality of the image sent.", show_default="90"
-    ),
+    api_url: list[str] = setting_option("api_urls", "--api-url"),
+    model: str = setting_option("model", "--model"),
+    temperature: float = setting_option("temperature", "--temperature"),
+    size: int = setting_option("size", "--size"),
+    quality: int = setting_option("quality", "--quality"),
     recursive: bool = typer.Option(
         False, "--recursive/--no-recursive", help="Rate sub-folders too."
     ),
@@ -62,28 +56,13 @@ def rate(
         "--skip-existing/--no-skip-existing",
         help="Skip images already rated by this model (CSV, database or sidecar).",
     ),
-    workers: int = typer.Option(
-        None, "--workers", "-w", help="Model requests at once.", show_default="2"
-    ),
-    converter: str = typer.Option(
-        None, "--converter", help="auto|darktable|pillow.", show_default="auto"
-    ),
-    system_prompt: Path = typer.Option(
-        None, "--system-prompt", help="File with the system prompt."
-    ),
-    user_prompt: Path = typer.Option(None, "--user-prompt", help="File with the user prompt."),
-    db_path: Path = typer.Option(
-        None, "--db", help="SQLite database to write.", show_default="out/images.db"
-    ),
-    sidecar: str = typer.Option(
-        None,
-        "--sidecar",
-        help="Style of new sidecars: darktable (IMG.CR2.xmp) or adobe (IMG.xmp).",
-        show_default="darktable",
-    ),
-    max_tokens: int = typer.Option(
-        None, "--max-tokens", help="Token limit of one answer.", show_default="2048"
-    ),
+    workers: int = setting_option("workers", "--workers", "-w"),
+    converter: str = setting_option("converter", "--converter"),
+    system_prompt: Path = setting_option("system_prompt", "--system-prompt"),
+    user_prompt: Path = setting_option("user_prompt", "--user-prompt"),
+    db_path: Path = setting_option("db", "--db", help="SQLite database to write."),
+    sidecar: str = setting_option("sidecar", "--sidecar"),
+    max_tokens: int = setting_option("max_tokens", "--max-tokens"),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="List what would be rated; send and write nothing."
     ),
@@ -147,13 +126,9 @@ def rate(
 @app.command()
 @handle_errors
 def doctor(
-    api_url: list[str] = typer.Option(
-        None, "--api-url", help="Model server(s) to check.", show_default="http://localhost:1234/v1"
-    ),
-    model: str = typer.Option(None, "--model", help="Model tag that should be loaded."),
-    db_path: Path = typer.Option(
-        None, "--db", help="Database to check.", show_default="out/images.db"
-    ),
+    api_url: list[str] = setting_option("api_urls", "--api-url", help="Model server(s) to check."),
+    model: str = setting_option("model", "--model", help="Model tag that should be loaded."),
+    db_path: Path = setting_option("db", "--db", help="Database to check."),
     as_json: bool = typer.Option(False, "--json", help="The checks as JSON on stdout."),
 ) -> None:
     """Check ExifTool, darktable-cli, the model server and the database, and say what to do

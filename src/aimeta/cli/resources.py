@@ -10,20 +10,24 @@ import typer
 from rich.table import Table
 
 from aimeta import db, settings
-from aimeta.cli.common import app, handle_errors, progress_events, stderr, stdout
+from aimeta.cli.common import (
+    app,
+    handle_errors,
+    progress_events,
+    setting_option,
+    stderr,
+    stdout,
+)
 from aimeta.pipelines import resolve as resolve_pipeline
 from aimeta.pipelines import resources as resources_pipeline
+
+DB_HELP = "SQLite database written by `aimeta ingest`."
 
 
 @app.command()
 @handle_errors
 def resources(
-    db_path: Path = typer.Option(
-        None,
-        "--db",
-        help="SQLite database written by `aimeta ingest`.",
-        show_default="out/images.db",
-    ),
+    db_path: Path = setting_option("db", "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
 ) -> None:
@@ -64,12 +68,7 @@ def resources(
 @app.command()
 @handle_errors
 def resolve(
-    db_path: Path = typer.Option(
-        None,
-        "--db",
-        help="SQLite database written by `aimeta ingest`.",
-        show_default="out/images.db",
-    ),
+    db_path: Path = setting_option("db", "--db", help=DB_HELP),
     maps: list[Path] = typer.Option(
         [], "--map", help="Manual map, CSV or JSON (repeatable). " + resolve_pipeline.MAP_HELP
     ),
@@ -88,12 +87,7 @@ def resolve(
         help="Ask the Civitai API about ids and hashes no mapping knows (answers are cached; "
         "token from AIMETA_CIVITAI_TOKEN).",
     ),
-    civitai_url: str = typer.Option(
-        None,
-        "--civitai-url",
-        help="Base URL of the Civitai API.",
-        show_default="https://civitai.com/api/v1",
-    ),
+    civitai_url: str = setting_option("civitai_base_url", "--civitai-url"),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or hints."),
 ) -> None:

@@ -9,18 +9,14 @@ import typer
 from rich.markup import escape
 
 from aimeta import settings
-from aimeta.cli.common import app, die, handle_errors, stderr
-
-WEB_MODULES = {"fastapi", "starlette", "uvicorn", "jinja2", "multipart", "python_multipart"}
+from aimeta.cli.common import app, die, handle_errors, setting_option, stderr
 
 
 @app.command()
 @handle_errors
 def web(
-    host: str = typer.Option(
-        None, "--host", help="Address to listen on.", show_default="127.0.0.1"
-    ),
-    port: int = typer.Option(None, "--port", help="Port to listen on.", show_default="5000"),
+    host: str = setting_option("host", "--host"),
+    port: int = setting_option("port", "--port"),
     allow_remote: bool = typer.Option(
         False,
         "--allow-remote",
@@ -29,19 +25,16 @@ def web(
 ) -> None:
     """Serve a web page that starts, watches and stops a rating job (the same job as
     `aimeta rate`): progress, live log, each image with its scores, a sortable results table,
-    the prompt editor and the CSV download. Needs `pip install 'aimeta[web]'`.
+    the prompt editor and the CSV download.
 
     Example: aimeta web --port 5000   (then open http://127.0.0.1:5000/)
     """
-    try:
-        import uvicorn
+    # Imported here, not at start-up: FastAPI, Starlette and uvicorn cost every other command
+    # ~0.3 s (tests/web/test_web_command.py checks they stay out of the other commands).
+    import uvicorn
 
-        from aimeta.web.app import create_app, is_loopback
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] not in WEB_MODULES:
-            raise
-        die(escape(f"the web page needs {exc.name}: install it with pip install 'aimeta[web]'"))
-        return
+    from aimeta.web.app import create_app, is_loopback
+
     config = settings.resolve({"host": host, "port": port})
     remote = not is_loopback(config.host)
     if remote and not allow_remote:

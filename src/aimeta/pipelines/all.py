@@ -48,7 +48,7 @@ def run(
     same way.
     """
     out_dir = settings.out_dir
-    raw = out_dir / "exif_raw.jsonl"
+    raw = settings.raw_jsonl
     jobs = settings.jobs or workers.default_jobs()
     found = dump.plan(
         inputs,

@@ -31,7 +31,7 @@ from aimeta import events, workers
 from aimeta.errors import AimetaError, OutputError, UsageError
 from aimeta.files import FoundFile, find_images
 from aimeta.metadata.readers.exiftool import ExifToolPool
-from aimeta.metadata.readers.fields import text_fields
+from aimeta.metadata.readers.fields import generation_evidence, text_fields
 from aimeta.metadata.readers.native import (
     MAX_TEXT_BYTES,
     NativeReadError,
@@ -46,22 +46,6 @@ READERS = ("auto", "native", "exiftool")
 # Every dump file starts with a header line beginning with these bytes (ingest skips it).
 HEADER_PREFIX = b'{"aimeta_dump"'
 NATIVE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
-# Text fields that mean "this PNG carries generation metadata"; a PNG with none of them may
-# hide its infotext in the alpha channel (A1111 stealth pnginfo).
-_GENERATION_FIELDS = frozenset(
-    {
-        "parameters",
-        "prompt",
-        "workflow",
-        "dream",
-        "sd-metadata",
-        "invokeai_metadata",
-        "comment",
-        "usercomment",
-        "generation_data",
-        "sui_image_params",
-    }
-)
 
 
 @dataclass
@@ -346,9 +330,9 @@ def _finish(line: dict[str, Any], item: _Pending, sha256: bool) -> None:
         if sha256:
             with path.open("rb") as handle:
                 line["sha256"] = hashlib.file_digest(handle, "sha256").hexdigest()
-        if path.suffix.lower() == ".png" and not (
-            _GENERATION_FIELDS & text_fields(line["tags"]).keys()
-        ):
+        # A PNG whose text shows no generation metadata may hide its infotext in the
+        # alpha channel (A1111 stealth pnginfo).
+        if path.suffix.lower() == ".png" and not generation_evidence(text_fields(line["tags"])):
             # Imported here: Pillow costs ~0.1 s at start-up and is rarely needed.
             from aimeta.metadata.readers.stealth import read_stealth
 

@@ -16,13 +16,10 @@ import orjson
 
 from aimeta import db
 from aimeta.metadata.parsers import PARSER_VERSION, parse_fields
-from aimeta.metadata.readers.fields import pixel_size, text_fields
+from aimeta.metadata.readers.fields import GENERATION_FIELDS, pixel_size, text_fields
 from aimeta.metadata.record import Record
 from aimeta.metadata.tokens import SYNTAXES, Syntax, Token, tokenize_bounded
 
-# Fields whose presence means the file was meant to carry generation metadata: if no parser
-# recognises them, that is reported as an error (e.g. invalid JSON in a ComfyUI chunk).
-_GENERATION_FIELDS = ("prompt", "workflow", "parameters", "sd-metadata", "invokeai_metadata")
 # Stages whose error rows describe a file's metadata: cleared once the file is stored cleanly.
 CLEARED_STAGES = frozenset({"ingest", "read"})
 
@@ -119,8 +116,14 @@ def _unparsed_reason(record: Record, fields: dict[str, str]) -> str | None:
     """
     if record.generator not in ("none", "unknown"):
         return None
-    for name in _GENERATION_FIELDS:
-        text = fields.get(name, "").lstrip()
+    return damaged_json(fields)
+
+
+def damaged_json(fields: dict[str, str]) -> str | None:
+    """The first generation field (:data:`GENERATION_FIELDS`, by name) whose text starts like
+    JSON but is not valid JSON, as a reason; ``None`` when there is none."""
+    for name in sorted(GENERATION_FIELDS.intersection(fields)):
+        text = fields[name].lstrip()
         if text.startswith(("{", "[")):
             try:
                 json.loads(text)  # the stdlib accepts NaN/Infinity as generators write them

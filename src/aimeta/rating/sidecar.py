@@ -30,7 +30,7 @@ from typing import Any
 import exiftool
 
 from aimeta.errors import ExifToolFailed, ExifToolMissing, OutputError
-from aimeta.metadata.readers.native_xmp import MAX_XMP_BYTES
+from aimeta.files import MAX_XMP_BYTES
 from aimeta.rating.answer import CRITERIA, Rating, strip_control
 
 SIDECAR_STYLES = ("darktable", "adobe")

@@ -1,1 +1,1 @@
-"""The local web page of ``aimeta web`` (FastAPI; install with ``pip install 'aimeta[web]'``)."""
+"""The local web page of ``aimeta web`` (FastAPI, imported only when that command runs)."""

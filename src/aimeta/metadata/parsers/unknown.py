@@ -5,70 +5,19 @@ lost and ``aimeta ingest --reparse`` can read it once a parser for its format ex
 whose text is only about the file itself (ImageMagick ``date:create``, a camera's
 Make/Model/Software, a photo editor's XMP) stay generator ``none``.
 
-The rule, in order; the first that holds makes the file ``unknown``:
-
-1. a field whose *name* only image generators write (``parameters``, ``prompt``,
-   ``workflow``, ``dream``, ``sd-metadata``, ``invokeai_metadata``, ``generation_data``, ...);
-2. a field whose value names an image generator (``Stable Diffusion``, ``NovelAI``,
-   ``ComfyUI``, ``Midjourney``, ``DALL-E``, ...);
-3. a field whose value uses at least two distinct generation words (prompt, negative, seed,
-   steps, sampler, scheduler, cfg, guidance, denoise/denoising, checkpoint, lora, workflow).
+The evidence is :func:`aimeta.metadata.readers.fields.generation_evidence`: a field whose name
+only image generators write (``GENERATION_FIELDS``), a value naming an image generator, or a
+value using at least two generation words. dump uses the same evidence to decide whether to
+look for stealth infotext, and ingest the same field names to report damaged JSON.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from aimeta.metadata.parsers.info import ParserInfo
+from aimeta.metadata.readers.fields import generation_evidence
 from aimeta.metadata.record import Record
-
-GENERATION_KEYS = frozenset(
-    {
-        "parameters",
-        "prompt",
-        "workflow",
-        "dream",
-        "sd-metadata",
-        "invokeai_metadata",
-        "invokeai_graph",
-        "invokeai_workflow",
-        "generation_data",
-        "sui_image_params",
-        "fooocus_scheme",
-        "stealth_png_info",
-        "negative_prompt",
-        "use_stable_diffusion_model",
-    }
-)
-_GENERATOR_NAMES = re.compile(
-    r"stable[ -]?diffusion|novel ?ai|comfy ?ui|midjourney|dall[-·]?e\b|invoke ?ai|fooocus|"
-    r"swarm ?ui|draw things|automatic1111|stable ?swarm|\bsdxl\b",
-    re.IGNORECASE,
-)
-_GENERATION_WORDS = re.compile(
-    r"\b(prompt|negative|seed|steps|sampler|scheduler|cfg|guidance|denoise|denoising|"
-    r"checkpoint|lora|workflow)\b",
-    re.IGNORECASE,
-)
-# Only the start of each value is searched: evidence sits there, and scanning a 50 MB comment
-# with these patterns took 23 s.
-_SCAN_CHARS = 1 << 20
-
-
-def generation_evidence(fields: Mapping[str, str]) -> str | None:
-    """Why ``fields`` look like generation metadata (rule and field name), or ``None``."""
-    for key in sorted(fields):
-        if key in GENERATION_KEYS and fields[key].strip():
-            return f"generation field {key!r}"
-    for key in sorted(fields):
-        if _GENERATOR_NAMES.search(fields[key], 0, _SCAN_CHARS):
-            return f"field {key!r} names an image generator"
-    for key in sorted(fields):
-        words = {word.lower() for word in _GENERATION_WORDS.findall(fields[key], 0, _SCAN_CHARS)}
-        if len(words) >= 2:
-            return f"field {key!r} uses generation words ({', '.join(sorted(words))})"
-    return None
 
 
 def parse(fields: Mapping[str, str]) -> Record | None:

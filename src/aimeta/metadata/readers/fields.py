@@ -13,10 +13,26 @@ tags keyed ``Group:Name`` as ``exiftool -json -G1 -n`` names them (``PNG:Paramet
 * JPEG COM segment: ``comment``.
 * ``AIMETA:*`` tags aimeta derives itself: snake_case (``AIMETA:StealthPNGInfo`` ->
   ``stealth_png_info``).
+
+Whether a file's text fields carry generation metadata is decided here, once, for dump (which
+searches a PNG's pixels for stealth infotext only when its text shows none), ingest (which
+reports damaged JSON in a generation field as an error) and the ``unknown`` parser (which
+keeps generation-like text no format parser took). :func:`generation_evidence` applies
+these rules in order; the first that holds is the evidence:
+
+1. a field in :data:`GENERATION_FIELDS`, whose *name* only image generators write;
+2. a field whose value names an image generator (``Stable Diffusion``, ``NovelAI``,
+   ``ComfyUI``, ``Midjourney``, ``DALL-E``, ...);
+3. a field whose value uses at least two distinct generation words (prompt, negative, seed,
+   steps, sampler, scheduler, cfg, guidance, denoise/denoising, checkpoint, lora, workflow).
+
+Fields every kind of software writes (``comment``, ``usercomment``, ``imagedescription``,
+``software``, ``xmp:usercomment``, ...) count only by their value (rules 2 and 3).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -132,6 +148,58 @@ def text_fields(tags: Mapping[str, Any]) -> dict[str, str]:
         fields.setdefault(name, text)
     fields.update(exif["ExifIFD"])
     return fields
+
+
+# Text fields whose name alone says "generation metadata": the PNG chunks and derived fields
+# that image generators (and nothing else) write. A parser reading a new such field adds it
+# here (tests/readers/test_generation_fields.py checks every parser's source fields).
+GENERATION_FIELDS = frozenset(
+    {
+        "parameters",  # A1111/Forge, Fooocus, SwarmUI
+        "prompt",  # ComfyUI graph, Easy Diffusion
+        "workflow",  # ComfyUI
+        "negative_prompt",  # Easy Diffusion
+        "use_stable_diffusion_model",  # Easy Diffusion
+        "dream",  # InvokeAI (legacy)
+        "sd-metadata",  # InvokeAI 2.x
+        "invokeai_metadata",  # InvokeAI 3+
+        "invokeai_graph",
+        "invokeai_workflow",
+        "generation_data",  # TensorArt
+        "sui_image_params",  # SwarmUI
+        "fooocus_scheme",  # Fooocus
+        "stealth_png_info",  # A1111 stealth infotext, derived by dump
+    }
+)
+_GENERATOR_NAMES = re.compile(
+    r"stable[ -]?diffusion|novel ?ai|comfy ?ui|midjourney|dall[-·]?e\b|invoke ?ai|fooocus|"
+    r"swarm ?ui|draw things|automatic1111|stable ?swarm|\bsdxl\b",
+    re.IGNORECASE,
+)
+_GENERATION_WORDS = re.compile(
+    r"\b(prompt|negative|seed|steps|sampler|scheduler|cfg|guidance|denoise|denoising|"
+    r"checkpoint|lora|workflow)\b",
+    re.IGNORECASE,
+)
+# Only the start of each value is searched: evidence sits there, and scanning a 50 MB comment
+# with these patterns took 23 s.
+_SCAN_CHARS = 1 << 20
+
+
+def generation_evidence(fields: Mapping[str, str]) -> str | None:
+    """Why ``fields`` look like generation metadata (rule and field name, see the module
+    docstring), or ``None`` when nothing does."""
+    for key in sorted(fields):
+        if key in GENERATION_FIELDS and fields[key].strip():
+            return f"generation field {key!r}"
+    for key in sorted(fields):
+        if _GENERATOR_NAMES.search(fields[key], 0, _SCAN_CHARS):
+            return f"field {key!r} names an image generator"
+    for key in sorted(fields):
+        words = {word.lower() for word in _GENERATION_WORDS.findall(fields[key], 0, _SCAN_CHARS)}
+        if len(words) >= 2:
+            return f"field {key!r} uses generation words ({', '.join(sorted(words))})"
+    return None
 
 
 def pixel_size(tags: Mapping[str, Any]) -> tuple[int, int] | None:

@@ -25,9 +25,8 @@ import io
 import re
 import xml.etree.ElementTree as ElementTree
 
+from aimeta.files import MAX_XMP_BYTES
 from aimeta.metadata.readers.native_values import Value, binary_placeholder, fix_utf8, json_value
-
-MAX_XMP_BYTES = 16 * 1024 * 1024
 
 _RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 _XML = "http://www.w3.org/XML/1998/namespace"
