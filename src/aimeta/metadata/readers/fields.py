@@ -169,6 +169,8 @@ GENERATION_FIELDS = frozenset(
         "sui_image_params",  # SwarmUI
         "fooocus_scheme",  # Fooocus
         "stealth_png_info",  # A1111 stealth infotext, derived by dump
+        "extras",  # A1111 Extras tab (upscalers, face restoration)
+        "postprocessing",  # A1111 Extras tab, newer versions
     }
 )
 _GENERATOR_NAMES = re.compile(
