@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from xml.sax.saxutils import escape
 
 from PIL import Image
 
@@ -144,3 +145,36 @@ def webp_with_exif(
 def plain_png(path: Path, size: tuple[int, int] = (8, 8)) -> Path:
     """A PNG without any text chunk (a photo, for aimeta)."""
     return png_with_text(path, {}, size=size)
+
+
+def xmp_packet(properties: Mapping[str, str], *, prefix: str, namespace: str) -> bytes:
+    """An XMP packet with one ``rdf:Description`` holding ``prefix:name`` text properties."""
+    body = "".join(
+        f"<{prefix}:{name}>{escape(value)}</{prefix}:{name}>" for name, value in properties.items()
+    )
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description rdf:about="" xmlns:{prefix}="{namespace}">{body}</rdf:Description>'
+        '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    ).encode()
+
+
+def avif_with_metadata(
+    path: Path,
+    *,
+    xmp: bytes | None = None,
+    user_comment: str | None = None,
+    encoding: UserCommentEncoding = "none",
+    size: tuple[int, int] = (16, 16),
+) -> Path:
+    """Write an AVIF (Pillow's own AVIF encoder) with an XMP item and/or an EXIF UserComment."""
+    image = Image.new("RGB", size, (64, 128, 32))
+    extra: dict[str, bytes] = {}
+    if xmp is not None:
+        extra["xmp"] = xmp
+    if user_comment is not None:
+        extra["exif"] = _exif(user_comment, encoding, None, None, None).tobytes()
+    image.save(path, "AVIF", quality=60, **extra)
+    return path
