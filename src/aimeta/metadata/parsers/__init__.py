@@ -17,6 +17,7 @@ from types import ModuleType
 from aimeta.metadata.civitai import refs as civitai
 from aimeta.metadata.parsers import (
     a1111,
+    c2pa,
     civitai_comfy,
     comfyui,
     comfyui_exif,
@@ -42,6 +43,8 @@ from aimeta.metadata.record import Record
 #   NovelAI's JSON in the stealth alpha data are theirs;
 # - ComfyUI before A1111: comfy-image-saver writes A1111-style text next to the real graph,
 #   and the graph wins when they disagree;
+# - C2PA after every generator: Content Credentials name the signing software but carry no
+#   prompt, so a generator's own metadata in the same file is the richer record;
 # - unknown last: it takes any generation-like text nobody else recognised.
 _MODULES: tuple[ModuleType, ...] = (
     swarmui,
@@ -55,6 +58,7 @@ _MODULES: tuple[ModuleType, ...] = (
     comfyui_exif,
     comfyui,
     a1111,
+    c2pa,
     unknown,
 )
 ORDER: tuple[str, ...] = tuple(module.__name__.rpartition(".")[2] for module in _MODULES)
@@ -111,10 +115,24 @@ def parse_fields(fields: Mapping[str, str]) -> Record:
                 # parsers leave them in record.extra (or as AIR names) and they become
                 # resources here, in one place.
                 record.resources = civitai.with_civitai_references(record.resources, record.extra)
+                if record.generator != "c2pa" and c2pa.FIELD in fields:
+                    _add_credentials(record, fields)
                 return record
         return Record(generator="none")
     finally:
         SHARED_JSON.reset(token)
+
+
+def _add_credentials(record: Record, fields: Mapping[str, str]) -> None:
+    """Content Credentials next to a generator's own metadata (an image signed on export):
+    their keys join the generator's record, which keeps its own values."""
+    credentials = c2pa.parse(fields)
+    if credentials is None:
+        return
+    for key, value in credentials.params.items():
+        record.params.setdefault(key, value)
+    record.extra.setdefault("c2pa", credentials.extra.get("c2pa", {}))
+    record.raw.setdefault(c2pa.FIELD, fields[c2pa.FIELD])
 
 
 __all__ = ["ORDER", "PARSER_VERSION", "ParserInfo", "parse_fields", "registry"]
