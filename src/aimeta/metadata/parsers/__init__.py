@@ -26,6 +26,7 @@ from aimeta.metadata.parsers import (
     fooocus,
     invokeai,
     novelai,
+    stabilitymatrix,
     swarmui,
     tensorart,
     unknown,
@@ -37,6 +38,8 @@ from aimeta.metadata.record import Record
 # Tried first to last; the first parser that returns a record wins. More specific formats come
 # before the general ones they resemble:
 # - SwarmUI before ComfyUI: Swarm's own parameters win over the graph it also embeds;
+# - Stability Matrix before ComfyUI and A1111: its `parameters-json` marks the graph and the
+#   A1111-style text next to it as one request;
 # - Civitai and TensorArt before ComfyUI: their graphs come with the user's request;
 # - Easy Diffusion before ComfyUI: its plain-text `prompt` chunk is no graph;
 # - SwarmUI, NovelAI and Fooocus before A1111: JSON (or Fooocus text) in `parameters` and
@@ -48,6 +51,7 @@ from aimeta.metadata.record import Record
 # - unknown last: it takes any generation-like text nobody else recognised.
 _MODULES: tuple[ModuleType, ...] = (
     swarmui,
+    stabilitymatrix,
     civitai_comfy,
     tensorart,
     easydiffusion,
