@@ -46,7 +46,9 @@ def test_heic_avif_and_jpeg_xl_are_image_extensions() -> None:
     assert {".avif", ".heic", ".heif", ".jxl"} <= IMAGE_EXTENSIONS
 
 
-def test_comfy_graph_in_avif_xmp_and_exif_reaches_the_database(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reader", ["auto", "native"])
+def test_comfy_graph_in_avif_xmp_and_exif_reaches_the_database(tmp_path: Path, reader: str) -> None:
+    # The native reader reads PNG, JPEG and WebP only: AVIF goes to ExifTool in both modes.
     folder = tmp_path / "in"
     folder.mkdir()
     graph, workflow = json.dumps(GRAPH), json.dumps(WORKFLOW)
@@ -59,7 +61,7 @@ def test_comfy_graph_in_avif_xmp_and_exif_reaches_the_database(tmp_path: Path) -
     )
     assert [f.path.name for f in find_images([folder])] == ["exif.avif", "xmp.avif"]
     raw = tmp_path / "raw.jsonl"
-    dump.run([folder], raw)
+    dump.run([folder], raw, reader=reader)
     readers = [json.loads(line)["reader"] for line in raw.read_text().splitlines()[1:]]
     assert readers == ["exiftool", "exiftool"]
     conn = db.connect(tmp_path / "images.db")
