@@ -29,7 +29,7 @@ import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import cbor2
 import orjson
@@ -56,57 +56,66 @@ class _Superbox:
 
 
 def find_store(path: Path) -> bytes | None:
-    """The JUMBF manifest store of a PNG (``caBX``) or JPEG (APP11), or ``None``."""
+    """The JUMBF manifest store of a PNG (``caBX``) or JPEG (APP11), or ``None``. Only the
+    chunk and segment headers are read on the way (image data is skipped)."""
     with open(path, "rb") as handle:
         head = handle.read(8)
-        handle.seek(0)
         if head.startswith(_PNG_SIGNATURE):
-            return _png_store(handle.read(MAX_STORE_BYTES * 4))
+            return _png_store(handle)
         if head.startswith(b"\xff\xd8"):
-            return _jpeg_store(handle.read(MAX_STORE_BYTES * 4))
+            handle.seek(2)
+            return _jpeg_store(handle)
     return None
 
 
-def _png_store(data: bytes) -> bytes | None:
-    position = 8
-    while position + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[position : position + 8])
+def _png_store(handle: BinaryIO) -> bytes | None:
+    while True:
+        header = handle.read(8)
+        if len(header) < 8:
+            return None
+        length, kind = struct.unpack(">I4s", header)
         if kind == b"caBX":
             if length > MAX_STORE_BYTES:
                 raise C2paError(f"caBX chunk of {length} bytes")
-            return data[position + 8 : position + 8 + length]
+            return handle.read(length)
         if kind == b"IEND":
-            break
-        position += 12 + length
-    return None
+            return None
+        handle.seek(length + 4, 1)  # the chunk's data and CRC
 
 
-def _jpeg_store(data: bytes) -> bytes | None:
+def _jpeg_store(handle: BinaryIO) -> bytes | None:
     parts: dict[int, dict[int, bytes]] = {}  # box instance -> sequence number -> payload
-    position = 2
-    while position + 4 <= len(data) and data[position] == 0xFF:
-        marker = data[position + 1]
-        if marker in (0xD9, 0xDA):
-            break
-        if marker == 0xFF or 0xD0 <= marker <= 0xD8 or marker == 0x01:
-            position += 1 if marker == 0xFF else 2
+    total = 0
+    while True:
+        marker = handle.read(2)
+        if len(marker) < 2 or marker[0] != 0xFF or marker[1] in (0xD9, 0xDA):
+            break  # end of image or start of scan: metadata segments come before
+        if marker[1] == 0xFF:
+            handle.seek(-1, 1)  # a fill byte
             continue
-        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
-        segment = data[position + 4 : position + 2 + length]
-        if marker == 0xEB and segment[:2] == b"JP" and len(segment) >= 16:
+        if 0xD0 <= marker[1] <= 0xD8 or marker[1] == 0x01:
+            continue  # markers without a length
+        length_bytes = handle.read(2)
+        if len(length_bytes) < 2:
+            break
+        (length,) = struct.unpack(">H", length_bytes)
+        if marker[1] != 0xEB:
+            handle.seek(length - 2, 1)
+            continue
+        segment = handle.read(length - 2)
+        if segment[:2] == b"JP" and len(segment) >= 16:
+            total += len(segment)
+            if total > MAX_STORE_BYTES:
+                raise C2paError(f"APP11 JUMBF segments of more than {MAX_STORE_BYTES} bytes")
             instance, sequence = struct.unpack(">HI", segment[2:8])
             parts.setdefault(instance, {})[sequence] = segment[8:]
-        position += 2 + length
     for instance in sorted(parts):
         pieces = parts[instance]
-        first = pieces.get(min(pieces))
-        if first is None or first[4:8] != b"jumb":
+        first = pieces[min(pieces)]
+        if first[4:8] != b"jumb":
             continue
         # Continuation segments repeat the box header (LBox + TBox): drop it from them.
-        store = first + b"".join(pieces[number][8:] for number in sorted(pieces)[1:])
-        if len(store) > MAX_STORE_BYTES:
-            raise C2paError(f"APP11 JUMBF box of {len(store)} bytes")
-        return store
+        return first + b"".join(pieces[number][8:] for number in sorted(pieces)[1:])
     return None
 
 
