@@ -15,6 +15,7 @@ from aimeta import db
 from aimeta.metadata.parsers import parse_fields
 from aimeta.metadata.readers.c2pa import C2paError, parse_store, summary_from_tags
 from aimeta.pipelines import dump, ingest
+from aimeta.pipelines.search import SearchQuery, search
 from factory import (
     TRAINED_ALGORITHMIC_MEDIA,
     c2pa_manifest,
@@ -112,6 +113,7 @@ def stored(tmp_path: Path, reader: str) -> sqlite3.Connection:
 CHATGPT_KV = {
     "c2pa_generator": "ChatGPT",
     "c2pa_tool": "GPT-4o",
+    "model": "GPT-4o",
     "ai_generated": "true",
     "digital_source_type": "trainedAlgorithmicMedia",
 }
@@ -137,6 +139,7 @@ def test_content_credentials_reach_the_database_through_every_reader(
     assert {key: firefly.get(key) for key in CHATGPT_KV} == {
         "c2pa_generator": "Adobe Photoshop/26.0",
         "c2pa_tool": "Adobe Firefly",
+        "model": "Adobe Firefly",
         "ai_generated": "true",
         "digital_source_type": "compositeWithTrainedAlgorithmicMedia",
     }
@@ -149,6 +152,9 @@ def test_content_credentials_reach_the_database_through_every_reader(
         ["DSC_0001.jpg"],
     )
     assert extra["actions"][1]["description"] == "generative fill"
+    # Searchable like any generator: by generator and by the model (tool) named.
+    found = search(conn, SearchQuery(generator="c2pa", model="GPT-4o"))
+    assert sorted(Path(hit.path).name for hit in found) == ["chatgpt.jpg", "chatgpt.png"]
 
 
 def test_a_camera_manifest_is_not_ai_generated(tmp_path: Path) -> None:
@@ -175,6 +181,7 @@ def test_credentials_join_a_generator_record() -> None:
     assert record.params["steps"] == "20"
     assert record.params["ai_generated"] == "true"
     assert record.params["c2pa_tool"] == "GPT-4o"
+    assert "model" not in record.params  # an A1111 text without a Model: no checkpoint named
 
 
 def exiftool_tags(path: Path) -> dict[str, Any]:

@@ -134,7 +134,8 @@ def _add_credentials(record: Record, fields: Mapping[str, str]) -> None:
     if credentials is None:
         return
     for key, value in credentials.params.items():
-        record.params.setdefault(key, value)
+        if key != "model":  # the generator's own model (a checkpoint) is the model
+            record.params.setdefault(key, value)
     record.extra.setdefault("c2pa", credentials.extra.get("c2pa", {}))
     record.raw.setdefault(c2pa.FIELD, fields[c2pa.FIELD])
 

@@ -5,7 +5,8 @@ field (a JSON summary of the active manifest). This parser stores:
 
 * ``c2pa_generator``: the claim generator (``claim_generator``, else the first
   ``claim_generator_info`` name and version) -- the vendor's software that signed;
-* ``c2pa_tool``: the model or tool an action names (``softwareAgent``), the AI action's first;
+* ``c2pa_tool`` (and ``model``): the model or tool an action names (``softwareAgent``), the
+  AI action's first;
 * ``ai_generated``: ``true`` when an action declares an IPTC digital source type of trained
   algorithmic media (``trainedAlgorithmicMedia``: made by a model;
   ``compositeWithTrainedAlgorithmicMedia``: edited with one), else ``false``;
@@ -60,6 +61,8 @@ def parse(fields: Mapping[str, str]) -> Record | None:
     record.set_param("c2pa_generator", _claim_generator(summary))
     tools = [a.get("software_agent") for a in (*ai_actions, *actions) if a.get("software_agent")]
     record.set_param("c2pa_tool", tools[0] if tools else None)
+    # The tool is these images' model: `aimeta search --model` and the views find it there.
+    record.set_param("model", tools[0] if tools else None)
     record.set_param("ai_generated", bool(ai_actions))
     named = [short for short, _ in types if short]
     ai_named = [short for short in named if short in AI_SOURCE_TYPES]
