@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from xml.sax.saxutils import escape
 
 import numpy as np
 from PIL import Image
@@ -205,4 +206,113 @@ def write_stealth(
     for keyword, value in (chunks or {}).items():
         info.add_text(keyword, value)
     Image.fromarray(np.ascontiguousarray(image_array), mode).save(path, pnginfo=info)
+
+
+def xmp_packet(properties: Mapping[str, str], *, prefix: str, namespace: str) -> bytes:
+    """An XMP packet with one ``rdf:Description`` holding ``prefix:name`` text properties."""
+    body = "".join(
+        f"<{prefix}:{name}>{escape(value)}</{prefix}:{name}>" for name, value in properties.items()
+    )
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description rdf:about="" xmlns:{prefix}="{namespace}">{body}</rdf:Description>'
+        '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    ).encode()
+
+
+def avif_with_metadata(
+    path: Path,
+    *,
+    xmp: bytes | None = None,
+    user_comment: str | None = None,
+    encoding: UserCommentEncoding = "none",
+    size: tuple[int, int] = (16, 16),
+) -> Path:
+    """Write an AVIF (Pillow's own AVIF encoder) with an XMP item and/or an EXIF UserComment."""
+    image = Image.new("RGB", size, (64, 128, 32))
+    extra: dict[str, bytes] = {}
+    if xmp is not None:
+        extra["xmp"] = xmp
+    if user_comment is not None:
+        extra["exif"] = _exif(user_comment, encoding, None, None, None).tobytes()
+    image.save(path, "AVIF", quality=60, **extra)
+    return path
+
+
+# ------------------------------------------------------------------ C2PA Content Credentials
+# A C2PA manifest store is a JUMBF superbox tree (ISO 19566-5): each ``jumb`` box starts with a
+# ``jumd`` description box (a 16-byte type UUID, toggles, a NUL-terminated label) and holds
+# content boxes (``cbor``, ``json``) or further superboxes. C2PA's type UUIDs are a four-letter
+# code followed by a fixed 12-byte tail.
+
+C2PA_UUID_TAIL = bytes.fromhex("00110010800000AA00389B71")
+TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+
+
+def jumbf_box(kind: bytes, payload: bytes) -> bytes:
+    """One ISO BMFF box: 4-byte big-endian size (header included), 4-byte type, payload."""
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def jumbf_superbox(code: bytes, label: str, *children: bytes) -> bytes:
+    """A ``jumb`` superbox typed ``code`` (a C2PA four-letter code) and labelled ``label``."""
+    toggles = 0x03  # requestable, label present
+    description = code + C2PA_UUID_TAIL + bytes([toggles]) + label.encode() + b"\0"
+    return jumbf_box(b"jumb", jumbf_box(b"jumd", description) + b"".join(children))
+
+
+def c2pa_manifest(
+    label: str, claim: Mapping[str, object], assertions: Mapping[str, object]
+) -> bytes:
+    """One manifest (``c2ma``): its assertion store (each assertion a CBOR box), the claim
+    (CBOR) and an empty signature box (aimeta reads claims; it does not verify signatures)."""
+    import cbor2
+
+    store = jumbf_superbox(
+        b"c2as",
+        "c2pa.assertions",
+        *(
+            jumbf_superbox(b"cbor", name, jumbf_box(b"cbor", cbor2.dumps(value)))
+            for name, value in assertions.items()
+        ),
+    )
+    links = [
+        {"url": f"self#jumbf=c2pa.assertions/{name}", "hash": b"\0" * 32} for name in assertions
+    ]
+    claim_box = jumbf_superbox(
+        b"c2cl", "c2pa.claim", jumbf_box(b"cbor", cbor2.dumps({**claim, "assertions": links}))
+    )
+    signature = jumbf_superbox(b"c2cs", "c2pa.signature", jumbf_box(b"cbor", cbor2.dumps(b"")))
+    return jumbf_superbox(b"c2ma", label, store, claim_box, signature)
+
+
+def c2pa_store(*manifests: bytes) -> bytes:
+    """The manifest store (``c2pa`` superbox); the last manifest is the active one."""
+    return jumbf_superbox(b"c2pa", "c2pa", *manifests)
+
+
+def png_with_c2pa(path: Path, store: bytes, size: tuple[int, int] = (8, 8)) -> Path:
+    """A PNG whose ``caBX`` chunk (before the image data, as C2PA asks) holds ``store``."""
+    png_with_text(path, {}, size=size)
+    data = path.read_bytes()
+    ihdr_end = 8 + 8 + 13 + 4
+    path.write_bytes(data[:ihdr_end] + png_chunk(b"caBX", store) + data[ihdr_end:])
+    return path
+
+
+def jpeg_with_c2pa(path: Path, store: bytes, *, segment_bytes: int = 65000) -> Path:
+    """A JPEG with ``store`` in APP11 JPEG XT segments (``JP``, box instance 1, sequence
+    numbers from 1; every segment repeats the box's 8-byte header), right after SOI."""
+    image = Image.new("RGB", (8, 8), (10, 20, 30))
+    image.save(path, "JPEG", quality=80)
+    data = path.read_bytes()
+    header, body = store[:8], store[8:]
+    room = segment_bytes - 2 - 8 - 8
+    segments = b""
+    for sequence, start in enumerate(range(0, max(len(body), 1), room), start=1):
+        payload = b"JP" + struct.pack(">HI", 1, sequence) + header + body[start : start + room]
+        segments += b"\xff\xeb" + struct.pack(">H", 2 + len(payload)) + payload
+    path.write_bytes(data[:2] + segments + data[2:])
     return path

@@ -8,7 +8,8 @@ It answers ``GET /v1/models`` and ``POST /v1/chat/completions`` on 127.0.0.1 (a 
 a background thread. ``slots`` requests are served at once, later ones wait (as LM Studio
 queues them). The answer's scores are derived from the image bytes, so different images get
 different but repeatable ratings. ``mode`` picks a fault (see MODES); ``fail_times`` says how
-many requests the transient faults (500, 429, timeout) hit before the server behaves.
+many requests the transient faults (500, 429, timeout, html_200, truncated_200) hit before
+the server behaves.
 ``closed_port_url()`` gives a URL where nothing listens (connection refused).
 """
 
@@ -33,7 +34,9 @@ MODES = (
     "rate_limit",  # HTTP 429 with Retry-After: `retry_after` for the first `fail_times`
     "timeout",  # sleep `timeout_sleep` s before answering, for the first `fail_times`
     "malformed_json",  # content is cut-off JSON
-    "bad_body",  # the HTTP body itself is not JSON
+    "bad_body",  # the HTTP body itself is not JSON (an HTML page), every time
+    "html_200",  # HTTP 200 with an HTML error page for the first `fail_times`, then ok
+    "truncated_200",  # HTTP 200 with half a JSON body for the first `fail_times`, then ok
     "fenced",  # JSON inside a ```json fence
     "think",  # <think>...</think> reasoning before the JSON
     "key_value",  # "Composition: 8" lines instead of JSON
@@ -142,8 +145,12 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "reject_schema" and "response_format" in body:
             self._send(400, {"error": {"message": "'response_format' is not supported"}})
             return
-        if mode == "bad_body":
+        if mode == "bad_body" or (mode == "html_200" and transient):
             self._send_raw(200, b"<html>upstream error</html>", "text/html")
+            return
+        if mode == "truncated_200" and transient:
+            whole = json.dumps({"choices": [{"message": {"content": "{}"}}]}).encode()
+            self._send_raw(200, whole[: len(whole) // 2], "application/json")
             return
         image_url = _image_url(body)
         answer = answer_for(image_url)

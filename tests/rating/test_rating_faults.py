@@ -25,7 +25,10 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], int, str | None]] = [
     ("think", {}, {}, 4, None),
     ("key_value", {}, {}, 4, None),
     ("malformed_json", {}, {}, 0, r"holds no rating"),
-    ("bad_body", {}, {}, 0, r"not a chat completion"),
+    # HTTP 200 whose body is not JSON: retried like a 5xx, recorded when every try fails
+    ("bad_body", {}, {}, 0, r"HTTP 200 with a body that is not JSON: '<html>.*gave up after 3"),
+    ("html_200", {"fail_times": 1}, {}, 4, None),
+    ("truncated_200", {"fail_times": 2}, {}, 4, None),
     ("missing_fields", {}, {}, 0, r"has no lighting"),
     ("out_of_range", {}, {}, 0, r"composition is 14, outside 1-10"),
     ("length", {}, {}, 0, r"raise max_tokens"),
@@ -91,8 +94,12 @@ def test_fault_mode(
             assert stage == "rate" and re.search(reason, text), text
         assert all(not e.ok and re.search(reason, e.data["reason"]) for e in results)
         assert result.failure_reasons and re.search(reason, next(iter(result.failure_reasons)))
-    if mode == "error_500":
+    if mode in ("error_500", "html_200"):
         assert server.request_count == 5
+    if mode == "truncated_200":
+        assert server.request_count == 6
+    if mode == "bad_body":
+        assert server.request_count == 4 * 3
 
 
 def test_rate_limit_waits_for_retry_after(

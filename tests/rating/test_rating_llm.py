@@ -75,6 +75,46 @@ def test_5xx_gives_up_after_max_retries() -> None:
     assert len(calls) == 3
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("text/html", b"<html><body>502 Bad Gateway</body></html>"), ("application/json", b'{"cho')],
+    ids=["html-page", "truncated-json"],
+)
+def test_200_with_a_body_that_is_not_json_is_retried(content_type: str, body: bytes) -> None:
+    answers = iter([httpx.Response(200, content=body, headers={"content-type": content_type})])
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        return next(answers, None) or httpx.Response(200, json=ANSWER)
+
+    assert ask(client(handler, max_retries=1)).text == "{}"
+
+
+def test_200_with_a_body_that_is_not_json_gives_up_after_max_retries() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, text="<html>proxy error</html>")
+
+    with pytest.raises(
+        RetryableError, match=r"HTTP 200 with a body that is not JSON: '<html>proxy error</html>'"
+    ):
+        ask(client(handler, max_retries=2))
+    assert len(calls) == 3
+
+
+def test_json_that_is_no_chat_completion_is_not_retried() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, json={"detail": "ok"})
+
+    with pytest.raises(ModelServerError, match="not a chat completion"):
+        ask(client(handler, max_retries=2))
+    assert len(calls) == 1
+
+
 def test_4xx_not_retried() -> None:
     calls = []
 
@@ -136,14 +176,6 @@ def test_connection_error_retried_then_unreachable() -> None:
     with pytest.raises(ServerUnreachable, match="connection refused"):
         ask(client(handler, max_retries=1))
     assert len(calls) == 2
-
-
-def test_not_a_chat_completion() -> None:
-    def handler(_request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, text="<html>")
-
-    with pytest.raises(ModelServerError, match="not a chat completion"):
-        ask(client(handler))
 
 
 def test_list_models() -> None:

@@ -22,7 +22,17 @@ from PIL import Image
 from aimeta.metadata.readers.fields import pixel_size, text_fields
 from aimeta.metadata.readers.native import read_native
 from conftest import samples_dir
-from factory import jpeg_with_exif, png_chunk, png_with_text, user_comment_bytes, webp_with_exif
+from factory import (
+    c2pa_manifest,
+    c2pa_store,
+    jpeg_with_c2pa,
+    jpeg_with_exif,
+    png_chunk,
+    png_with_c2pa,
+    png_with_text,
+    user_comment_bytes,
+    webp_with_exif,
+)
 
 from .builders import (
     ASCII,
@@ -302,6 +312,22 @@ CASES["jpeg_everything.jpg"] = lambda path: _jpeg_with_app1(
     comment=b"raw latin-1 caf\xe9 comment",
 )
 
+# ---------------------------------------------------------------------------------- C2PA
+
+_C2PA_STORE = c2pa_store(
+    c2pa_manifest(
+        "urn:uuid:differential",
+        {"claim_generator": "Generator 東京/1.0", "dc:title": "x.png"},
+        {"c2pa.actions": {"actions": [{"action": "c2pa.created", "softwareAgent": "Model"}]}},
+    )
+)
+CASES["png_c2pa.png"] = lambda path: png_with_c2pa(path, _C2PA_STORE) and None
+CASES["jpeg_c2pa.jpg"] = lambda path: jpeg_with_c2pa(path, _C2PA_STORE) and None
+CASES["jpeg_c2pa_segments.jpg"] = lambda path: (
+    jpeg_with_c2pa(path, _C2PA_STORE, segment_bytes=120) and None
+)
+
+
 # ---------------------------------------------------------------------------------- WebP
 
 for encoding in ("unicode-be", "unicode-le", "ascii"):
@@ -435,3 +461,14 @@ def test_native_equals_exiftool_on_samples() -> None:
     reference = exiftool_tags(files)
     for path in files:
         assert_same(path, reference[path])
+
+
+@pytest.mark.parametrize("name", ["png_c2pa.png", "jpeg_c2pa.jpg", "jpeg_c2pa_segments.jpg"])
+def test_c2pa_store_is_seen_like_exiftool(
+    name: str, corpus: dict[str, tuple[Path, dict[str, Any]]]
+) -> None:
+    path, expected = corpus[name]
+    native = read_native(path)
+    assert native["JUMBF:JUMDLabel"] == expected["JUMBF:JUMDLabel"] == "c2pa"
+    assert native["JUMBF:JUMDType"] == expected["JUMBF:JUMDType"]
+    assert native["JUMBF:JUMDType"] == "6332706100110010800000aa00389b71"

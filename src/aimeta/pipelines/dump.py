@@ -30,6 +30,7 @@ import orjson
 from aimeta import events, workers
 from aimeta.errors import AimetaError, OutputError, UsageError
 from aimeta.files import FoundFile, find_images
+from aimeta.metadata.readers.c2pa import C2paError, c2pa_summary, has_c2pa
 from aimeta.metadata.readers.exiftool import ExifToolPool
 from aimeta.metadata.readers.fields import generation_evidence, text_fields
 from aimeta.metadata.readers.native import (
@@ -324,8 +325,11 @@ def _line_for_error(path: str, reason: str) -> dict[str, Any]:
 
 
 def _finish(line: dict[str, Any], item: _Pending, sha256: bool) -> None:
-    """Add the checksum and, for PNGs without generation text, stealth infotext."""
+    """Add the checksum, the C2PA manifest summary and, for PNGs without generation text,
+    stealth infotext."""
     path = item.found.path
+    if has_c2pa(line["tags"]):
+        _add_c2pa(line, path)
     try:
         if sha256:
             with path.open("rb") as handle:
@@ -344,6 +348,16 @@ def _finish(line: dict[str, Any], item: _Pending, sha256: bool) -> None:
     except (ValueError, AimetaError) as exc:
         # The pixels cannot be decoded (a damaged PNG): its text was read all the same.
         line.setdefault("warnings", []).append(f"hidden (stealth) metadata not checked: {exc}")
+
+
+def _add_c2pa(line: dict[str, Any], path: Path) -> None:
+    # Both readers report the store's outer box; its claims are read here, once, for both.
+    try:
+        line["tags"]["AIMETA:C2paManifest"] = c2pa_summary(path, line["tags"])
+    except OSError as exc:
+        line["error"] = f"cannot read the file: {exc.strerror or exc}"
+    except C2paError as exc:
+        line.setdefault("warnings", []).append(f"C2PA manifest not read: {exc}")
 
 
 def _read_native_batch(

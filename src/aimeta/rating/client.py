@@ -2,7 +2,9 @@
 
 ``ModelClient(base_url, transport=...)`` speaks ``GET /models`` and ``POST /chat/completions``.
 Connection errors, time-outs, 429 (honouring ``Retry-After``) and 5xx are retried with
-exponential back-off up to ``max_retries`` times; other 4xx are not. When a server rejects
+exponential back-off up to ``max_retries`` times; other 4xx are not. An answer with a 2xx
+status whose body is not JSON (a proxy's HTML error page, a body cut off in transit) is
+retried like a 5xx: it says nothing about the request. When a server rejects
 ``response_format`` the call is repeated once without it, and the client remembers that for
 later calls. Tests pass ``transport=httpx.MockTransport(handler)``.
 
@@ -109,11 +111,10 @@ class ModelClient:
 
     def list_models(self) -> list[ModelInfo]:
         """The models the server offers (``GET /models``), loaded ones first where it says."""
-        response = self._send("GET", "/models")
-        try:
-            data = response.json().get("data", [])
-        except (ValueError, AttributeError) as exc:
-            raise ModelServerError(f"{self.base_url}/models did not answer with JSON") from exc
+        body = self._send("GET", "/models")
+        data = body.get("data", []) if isinstance(body, dict) else []
+        if not isinstance(data, list):
+            raise ModelServerError(f"{self.base_url}/models did not answer with a model list")
         return [
             ModelInfo(id=str(item["id"]), raw=item)
             for item in data
@@ -159,17 +160,18 @@ class ModelClient:
             }
         started = time.monotonic()
         try:
-            response = self._send("POST", "/chat/completions", json=payload)
+            body = self._send("POST", "/chat/completions", json=payload)
         except _SchemaRejected:
             # Remembered for the whole run: one extra request, not one per image.
             self._schema_rejected = True
             payload.pop("response_format", None)
             use_schema = False
-            response = self._send("POST", "/chat/completions", json=payload)
+            body = self._send("POST", "/chat/completions", json=payload)
         duration = time.monotonic() - started
-        return _read_answer(response, duration, model, use_schema)
+        return _read_answer(body, duration, model, use_schema)
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The decoded JSON body of a successful answer, after retries."""
         last_problem = ""
         for attempt in range(self.max_retries + 1):
             if attempt and self._stop.is_set():
@@ -188,18 +190,12 @@ class ModelClient:
             else:
                 status = response.status_code
                 if status < 400:
-                    return response
-                detail = _error_text(response)
-                if status == 429 or status >= 500:
-                    last_problem = f"HTTP {status} {detail}".strip()
-                    if status == 429:
-                        wait = _retry_after(response)
-                elif status == 400 and "response_format" in detail.lower():
-                    raise _SchemaRejected(detail)
+                    try:
+                        return response.json()
+                    except ValueError:
+                        last_problem = _not_json(response)
                 else:
-                    raise ModelServerError(
-                        f"{self.base_url}{path} answered HTTP {status}: {detail}".strip()
-                    )
+                    last_problem, wait = self._failed(response, path)
             if attempt < self.max_retries:
                 if wait is None:
                     wait = min(MAX_BACKOFF_S, self.backoff * 2**attempt)
@@ -209,6 +205,23 @@ class ModelClient:
         raise RetryableError(
             f"{self.base_url}{path}: {last_problem} (gave up after {self.max_retries + 1} tries)"
         )
+
+    def _failed(self, response: httpx.Response, path: str) -> tuple[str, float | None]:
+        """(problem, wait before the retry) for a 429 or 5xx answer; raises for the others."""
+        status = response.status_code
+        detail = _error_text(response)
+        if status == 429 or status >= 500:
+            wait = _retry_after(response) if status == 429 else None
+            return f"HTTP {status} {detail}".strip(), wait
+        if status == 400 and "response_format" in detail.lower():
+            raise _SchemaRejected(detail)
+        raise ModelServerError(f"{self.base_url}{path} answered HTTP {status}: {detail}".strip())
+
+
+def _not_json(response: httpx.Response) -> str:
+    # A proxy's error page or a body cut off in transit: nothing the request did wrong, so it
+    # is retried like a 5xx.
+    return f"HTTP {response.status_code} with a body that is not JSON: {response.text[:200]!r}"
 
 
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
@@ -235,17 +248,14 @@ class _SchemaRejected(ModelServerError):
     """The server does not accept response_format."""
 
 
-def _read_answer(
-    response: httpx.Response, duration: float, model: str, used_schema: bool
-) -> ChatAnswer:
+def _read_answer(body: Any, duration: float, model: str, used_schema: bool) -> ChatAnswer:
     try:
-        body = response.json()
         choice = body["choices"][0]
         message = choice.get("message") or {}
         content = message.get("content")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise ModelServerError(
-            f"the model server's answer is not a chat completion: {response.text[:200]!r}"
+            f"the model server's answer is not a chat completion: {str(body)[:200]!r}"
         ) from exc
     if isinstance(content, list):  # some servers return content parts
         content = "".join(part.get("text", "") for part in content if isinstance(part, dict))

@@ -17,6 +17,7 @@ from types import ModuleType
 from aimeta.metadata.civitai import refs as civitai
 from aimeta.metadata.parsers import (
     a1111,
+    c2pa,
     civitai_comfy,
     comfyui,
     comfyui_exif,
@@ -27,6 +28,7 @@ from aimeta.metadata.parsers import (
     invokeai,
     novelai,
     ppdiffusers,
+    stabilitymatrix,
     swarmui,
     tensorart,
     unknown,
@@ -38,6 +40,8 @@ from aimeta.metadata.record import Record
 # Tried first to last; the first parser that returns a record wins. More specific formats come
 # before the general ones they resemble:
 # - SwarmUI before ComfyUI: Swarm's own parameters win over the graph it also embeds;
+# - Stability Matrix before ComfyUI and A1111: its `parameters-json` marks the graph and the
+#   A1111-style text next to it as one request;
 # - Civitai and TensorArt before ComfyUI: their graphs come with the user's request;
 # - Easy Diffusion before ComfyUI: its plain-text `prompt` chunk is no graph;
 # - SwarmUI, NovelAI and Fooocus before A1111: JSON (or Fooocus text) in `parameters` and
@@ -49,9 +53,12 @@ from aimeta.metadata.record import Record
 # - PPDiffusers before A1111: A1111 would read its first settings line as a negative prompt
 #   label and swallow the rest; its stricter rule (one numeric setting per line) never takes
 #   A1111's multi-pair parameter line;
+# - C2PA after every generator: Content Credentials name the signing software but carry no
+#   prompt, so a generator's own metadata in the same file is the richer record;
 # - unknown last: it takes any generation-like text nobody else recognised.
 _MODULES: tuple[ModuleType, ...] = (
     swarmui,
+    stabilitymatrix,
     civitai_comfy,
     tensorart,
     easydiffusion,
@@ -64,6 +71,7 @@ _MODULES: tuple[ModuleType, ...] = (
     comfyui,
     ppdiffusers,
     a1111,
+    c2pa,
     unknown,
 )
 ORDER: tuple[str, ...] = tuple(module.__name__.rpartition(".")[2] for module in _MODULES)
@@ -126,10 +134,25 @@ def parse_fields(fields: Mapping[str, str]) -> Record:
                 # parsers leave them in record.extra (or as AIR names) and they become
                 # resources here, in one place.
                 record.resources = civitai.with_civitai_references(record.resources, record.extra)
+                if record.generator != "c2pa" and c2pa.FIELD in fields:
+                    _add_credentials(record, fields)
                 return record
         return Record(generator="none")
     finally:
         SHARED_JSON.reset(token)
+
+
+def _add_credentials(record: Record, fields: Mapping[str, str]) -> None:
+    """Content Credentials next to a generator's own metadata (an image signed on export):
+    their keys join the generator's record, which keeps its own values."""
+    credentials = c2pa.parse(fields)
+    if credentials is None:
+        return
+    for key, value in credentials.params.items():
+        if key != "model":  # the generator's own model (a checkpoint) is the model
+            record.params.setdefault(key, value)
+    record.extra.setdefault("c2pa", credentials.extra.get("c2pa", {}))
+    record.raw.setdefault(c2pa.FIELD, fields[c2pa.FIELD])
 
 
 __all__ = ["ORDER", "PARSER_VERSION", "ParserInfo", "parse_fields", "registry"]

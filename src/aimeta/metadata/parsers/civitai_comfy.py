@@ -5,7 +5,8 @@ two extra top-level keys.
   (``urn:air:sdxl:lora:civitai:12345@67890``).
 * ``extraMetadata``: a JSON *string* with the request as the user made it (``prompt``,
   ``negativePrompt``, ``steps``, ``cfgScale``, ``sampler``, ``seed``, ``resources`` with
-  ``modelVersionId`` and ``strength``, ...).
+  ``modelVersionId`` and ``strength``, ``transformations`` such as an upscale to
+  ``upscaleWidth`` x ``upscaleHeight``, ...).
 
 The graph is read by the ComfyUI parser (it says what ran, including hires/upscale steps);
 the request fills what the graph leaves out. AIRs and resources go to ``record.extra`` under
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aimeta.metadata.parsers._values import (
+    as_float,
     as_text,
     is_comfy_graph,
     load_json_object,
@@ -58,6 +60,27 @@ def _fill_from_request(request: Mapping[str, Any], record: Record) -> None:
         set_sampler(record, request.get("sampler"))
     if "width" not in record.params:
         set_size(record, request.get("width"), request.get("height"))
+    _fill_upscale(request, record)
+
+
+def _fill_upscale(request: Mapping[str, Any], record: Record) -> None:
+    """Civitai's upscale pass (``transformations``: ``{"type": "upscale", "upscaleWidth",
+    "upscaleHeight"}``): its size and the factor over the generated width."""
+    steps = request.get("transformations")
+    for step in steps if isinstance(steps, list) else []:
+        if not isinstance(step, dict) or step.get("type") != "upscale":
+            continue
+        width, height = as_float(step.get("upscaleWidth")), as_float(step.get("upscaleHeight"))
+        base = as_float(record.params.get("width"))
+        record.set_param("upscale_width", as_text(step.get("upscaleWidth")))
+        record.set_param("upscale_height", as_text(step.get("upscaleHeight")))
+        if width and base and "upscale_factor" not in record.params:
+            record.set_param("upscale_factor", round(width / base, 2))
+        elif height and "upscale_factor" not in record.params:
+            base_height = as_float(record.params.get("height"))
+            if base_height:
+                record.set_param("upscale_factor", round(height / base_height, 2))
+        return
 
 
 def parse(fields: Mapping[str, str]) -> Record | None:

@@ -5,12 +5,18 @@ or a link ``[node_id, output_index]``. From every sampler the parser follows lin
 ``model`` through LoRA loaders and pass-through nodes to the checkpoint, ``positive`` /
 ``negative`` through conditioning nodes to the text encoders (whose text may itself come from
 a primitive or string node), scalars (seed, steps, ...) through primitive nodes, and the latent
-input to the empty latent (size), upscale nodes (hires) and earlier samplers.
+input to the empty latent (size: also rgthree's ``dimensions`` and ComfyRoll's
+``aspect_ratio`` text), upscale nodes (hires) and earlier samplers. Switches and selectors
+(core ``ComfySwitchNode``, Impact/ComfyRoll/Easy-Use selectors, rgthree's Any Switch) are
+followed along the input they pass on; a text generator (``TextGenerate``) is followed to the
+prompt it was given, since the generated text is not in the graph. Upscales between the last
+sampler and the saved image give ``upscaler``/``upscale_factor``.
 
-Which sampler is the image's: the graph is walked backwards from its output nodes (SaveImage,
-PreviewImage, ...); the sampler closest to an output that feeds no other sampler is the final
-one. When its latent comes from an earlier sampler (a hires-fix or refiner chain), the first
-sampler of that chain is the primary one, as in A1111 where Steps/Seed/Sampler describe the
+Which sampler is the image's: the graph is walked backwards from its saved images (SaveImage
+and other "save" nodes; from previews only when no sampler leads to a save); the sampler
+closest to an output that feeds no other such sampler is the final one. When its latent
+comes from an earlier sampler (a hires-fix or refiner chain), the first sampler of that chain
+is the primary one, as in A1111 where Steps/Seed/Sampler describe the
 first pass and ``hires_*`` the second. Every other sampler is kept in ``extra["samplers"]``.
 
 Several positive texts for one sampler (area composition, concatenated conditioning) are
@@ -46,7 +52,14 @@ from aimeta.metadata.resources import MODEL_EXTENSIONS
 from aimeta.metadata.tokens import prompt_resources
 
 _MAX_DEPTH = 64
-_TEXT_KEYS = ("text", "text_g", "text_l", "t5xxl", "clip_l", "clip_g")
+_TEXT_KEYS = ("text", "text_g", "text_l", "t5xxl", "clip_l", "clip_g", "prompt")
+# Inputs through which a text encoder gets its CLIP model (rgthree's Power Prompt: opt_clip).
+_CLIP_KEYS = ("clip", "opt_clip")
+# A selector's number input (Impact/ComfyRoll/Easy-Use switches) and a boolean switch's inputs
+# (core ComfySwitchNode: switch, on_true, on_false).
+_SELECT_KEYS = ("select", "Input", "input", "index", "selected_index")
+_SIZE_TEXT = re.compile(r"(\d{2,5})\s*[x×]\s*(\d{2,5})")
+_SCALE_KEYS = ("scale_by", "scale", "upscale_by", "rescale_factor", "upscale_factor")
 _STRING_KEYS = (
     "populated_text",  # Impact wildcard processor: the text after the wildcards were filled in
     "text",
@@ -157,8 +170,32 @@ class _Graph:
             self._links[node_id] = found
         return found
 
+    def switched(self, node_id: str) -> tuple[bool, Any]:
+        """(True, the input a switch/selector node passes on) or (False, None) for other
+        nodes. A boolean switch passes ``on_true``/``on_false``; a selector the input whose
+        trailing number is the selected one (``text2``, ``input2``, ...); rgthree's Any Switch
+        its first connected input."""
+        inputs = self.inputs(node_id)
+        if "on_true" in inputs or "on_false" in inputs:
+            flag = self.scalar(inputs.get("switch", inputs.get("boolean", True)))
+            chosen = "on_true" if _truthy(flag) else "on_false"
+            return True, inputs.get(chosen)
+        for key in _SELECT_KEYS:
+            number = as_float(self.scalar(inputs[key], key)) if key in inputs else None
+            if number is None or not number.is_integer():
+                continue
+            for name in inputs:
+                match = _TRAILING_NUMBER.match(name) if name != key else None
+                if match and int(match.group(2)) == int(number) and match.group(1):
+                    return True, inputs[name]
+        if "switch" in self.class_of(node_id).lower():
+            linked = [name for name, _ in self.links_of(node_id)]
+            if linked:
+                return True, inputs[_natural_order(tuple(linked))[0]]
+        return False, None
+
     def scalar(self, value: Any, key: str = "", depth: int = 0) -> Any:
-        """A plain value, following links into primitive-like nodes."""
+        """A plain value, following links into primitive-like nodes and switches."""
         link = self.link(value) if isinstance(value, _LINK_TYPES) else None
         if link is None:
             if isinstance(value, dict) and "content" in value:  # pysssss-style pickers
@@ -166,6 +203,9 @@ class _Graph:
             return value
         if depth > _MAX_DEPTH:
             return None
+        is_switch, chosen = self.switched(link[0])
+        if is_switch:
+            return self.scalar(chosen, key, depth + 1)
         inputs = self.inputs(link[0])
         for name in (key, *_SCALAR_KEYS, *_STRING_KEYS):
             if name and name in inputs:
@@ -181,6 +221,9 @@ class _Graph:
         if link is None or depth > _MAX_DEPTH:
             return None
         node_id, index = link
+        is_switch, chosen = self.switched(node_id)
+        if is_switch:
+            return self.string(chosen, depth + 1)
         inputs = self.inputs(node_id)
         class_type = self.class_of(node_id).lower()
         if "text_positive" in inputs and "text_negative" in inputs:
@@ -211,6 +254,12 @@ class _Graph:
                 if part:
                     parts.append(part)
         return delimiter.join(parts) if parts else None
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "off", "no", "0", "")
+    return bool(value) if value is not None else True
 
 
 # Input names repeat across nodes and graphs (text_1, lora_name_2, ...); bounded because they
@@ -248,13 +297,16 @@ def load_graph(text: str | None) -> _Graph | None:
 
 
 def _is_sampler(graph: _Graph, node_id: str) -> bool:
+    """Conditioning (or a guider), the numbers of a sampling run and something to sample
+    with. The latent input is not required: samplers whose latent is missing, renamed or
+    made by a node of another kind (an aspect-ratio picker, a VAE encode) still sample."""
     class_type, inputs = graph.nodes[node_id]
     if class_type == "SamplerCustomAdvanced":
         return True
     return (
-        "latent_image" in inputs
-        and ("positive" in inputs or "guider" in inputs)
+        ("positive" in inputs or "guider" in inputs)
         and any(key in inputs for key in ("seed", "noise_seed", "steps", "noise", "sigmas"))
+        and any(key in inputs for key in ("latent_image", "model", "guider", *_LATENT_KEYS))
     )
 
 
@@ -275,6 +327,12 @@ def _texts(graph: _Graph, link: Link | None, notes: dict[str, Any]) -> list[_Tex
         if class_type == "ConditioningZeroOut":
             notes["zeroed"] = True
             return
+        is_switch, chosen = graph.switched(node_id)
+        if is_switch:
+            target = graph.link(chosen)
+            if target is not None:
+                walk(target, depth + 1, area)
+            return
         if "ckpt_name" in inputs and "positive" in inputs and "negative" in inputs:
             # Efficiency nodes' loader: outputs 1/2 are its positive/negative conditioning.
             text = graph.string(inputs["negative" if index == 2 else "positive"])
@@ -282,7 +340,7 @@ def _texts(graph: _Graph, link: Link | None, notes: dict[str, Any]) -> list[_Tex
                 found.append(_Text(node_id, text.strip(), area))
             return
         keys = [key for key in _TEXT_KEYS if key in inputs]
-        if keys and ("clip" in inputs or "encode" in lowered):
+        if keys and (any(key in inputs for key in _CLIP_KEYS) or "encode" in lowered):
             texts: list[str] = []
             for key in keys:
                 text = graph.string(inputs[key])
@@ -359,8 +417,9 @@ def _checkpoint(graph: _Graph, value: Any) -> str | None:
             name = as_text(graph.scalar(inputs[key], key))
             if name and not is_empty_name(name):
                 return name
-        link = graph.link(inputs.get("model"))
-        if link is None:
+        is_switch, chosen = graph.switched(node_id)
+        link = graph.link(chosen if is_switch else inputs.get("model"))
+        if link is None and not is_switch:
             link = next((t for k, t in graph.links_of(node_id) if "model" in k.lower()), None)
     return None
 
@@ -376,14 +435,21 @@ def _latent(graph: _Graph, value: Any, sampler: _Sampler, samplers: set[str]) ->
         if node_id in samplers:
             sampler.upstream = node_id
             return
+        is_switch, chosen = graph.switched(node_id)
+        if is_switch:
+            link = graph.link(chosen)
+            continue
         class_type, inputs = graph.class_of(node_id), graph.inputs(node_id)
         lowered = class_type.lower()
+        size = _latent_size(graph, node_id)
+        if size is not None:
+            sampler.width, sampler.height = size
+            factor = graph.scalar(inputs.get("upscale_factor"), "upscale_factor")
+            if as_float(factor) not in (None, 1.0):
+                sampler.notes["upscale_factor"] = factor
+            return
         if "upscale" in lowered or class_type in ("ImageScale", "ImageScaleBy"):
             _note_upscale(graph, node_id, sampler.upscale)
-        elif "width" in inputs and "height" in inputs and "empty" in lowered:
-            sampler.width = graph.scalar(inputs["width"], "width")
-            sampler.height = graph.scalar(inputs["height"], "height")
-            return
         elif class_type == "LoadImage":
             sampler.notes["init_image"] = as_text(inputs.get("image"))
             return
@@ -393,12 +459,42 @@ def _latent(graph: _Graph, value: Any, sampler: _Sampler, samplers: set[str]) ->
         )
 
 
+def _latent_size(graph: _Graph, node_id: str) -> tuple[Any, Any] | None:
+    """(width, height) of a node that makes an empty latent: ``width``/``height`` inputs of
+    an Empty*Latent node, rgthree's ``dimensions`` text ("1024 x 1024  (square)"), ComfyRoll's
+    ``aspect_ratio`` ("1:1 square 1024x1024", or "custom" with ``width``/``height``, swapped
+    when ``swap_dimensions`` is on)."""
+    class_type, inputs = graph.nodes[node_id]
+    lowered = class_type.lower()
+    if "upscale" in lowered or not any(
+        word in lowered for word in ("empty", "latent", "aspect", "resolution")
+    ):
+        return None
+    if any(graph.link(inputs.get(key)) is not None for key in _LATENT_KEYS):
+        return None  # it changes a latent it is given (scale, crop, encode), makes none
+    width, height = (
+        graph.scalar(inputs.get("width"), "width"),
+        graph.scalar(inputs.get("height"), "height"),
+    )
+    for key in ("dimensions", "resolution", "aspect_ratio"):
+        text = graph.scalar(inputs.get(key), key) if key in inputs else None
+        match = _SIZE_TEXT.search(text) if isinstance(text, str) else None
+        if match:
+            width, height = int(match.group(1)), int(match.group(2))
+            break
+    if as_float(width) is None or as_float(height) is None:
+        return None
+    if str(graph.scalar(inputs.get("swap_dimensions"))).lower() == "on":
+        width, height = height, width
+    return width, height
+
+
 def _note_upscale(graph: _Graph, node_id: str, upscale: dict[str, Any]) -> None:
     inputs = graph.inputs(node_id)
     if "width" in inputs and "height" in inputs:
         upscale.setdefault("width", graph.scalar(inputs["width"], "width"))
         upscale.setdefault("height", graph.scalar(inputs["height"], "height"))
-    for key in ("scale_by", "scale"):
+    for key in _SCALE_KEYS:
         if key in inputs:
             upscale.setdefault("scale", graph.scalar(inputs[key], key))
     model_link = graph.link(inputs.get("upscale_model"))
@@ -406,7 +502,8 @@ def _note_upscale(graph: _Graph, node_id: str, upscale: dict[str, Any]) -> None:
         name = graph.scalar(graph.inputs(model_link[0]).get("model_name"), "model_name")
         upscale.setdefault("upscaler", as_text(name))
     elif "upscale_method" in inputs:
-        upscale.setdefault("upscaler", as_text(graph.scalar(inputs["upscale_method"])))
+        # A resampling method names the upscaler only when no upscale model is in the chain.
+        upscale.setdefault("method", as_text(graph.scalar(inputs["upscale_method"])))
 
 
 def _read_sampler(graph: _Graph, node_id: str, samplers: set[str]) -> _Sampler:
@@ -444,7 +541,10 @@ def _read_sampler(graph: _Graph, node_id: str, samplers: set[str]) -> _Sampler:
     sampler.notes.pop("zeroed", None)
     if zeroed_before:
         sampler.notes["positive_zeroed"] = True
-    _latent(graph, inputs.get("latent_image"), sampler, samplers)
+    if "upscale_by" in inputs:  # Ultimate SD Upscale: a sampler that upscales its input
+        _note_upscale(graph, node_id, sampler.upscale)
+    latent = next((inputs[key] for key in ("latent_image", *_LATENT_KEYS) if key in inputs), None)
+    _latent(graph, latent, sampler, samplers)
     return sampler
 
 
@@ -453,16 +553,20 @@ def _read_sampler(graph: _Graph, node_id: str, samplers: set[str]) -> _Sampler:
 
 # Class names repeat across nodes and graphs; bounded because they come from the file.
 @lru_cache(maxsize=4096)
-def _is_output(class_type: str) -> bool:
+def _is_output(class_type: str, words: tuple[str, ...] = _OUTPUT_WORDS) -> bool:
     lowered = class_type.lower()
-    return any(word in lowered for word in _OUTPUT_WORDS)
+    return any(word in lowered for word in words)
 
 
-def _distances_from_outputs(graph: _Graph) -> dict[str, int]:
-    """Breadth-first distance of every node from the nearest output node, following links
-    backwards."""
+def _distances_from_outputs(
+    graph: _Graph, words: tuple[str, ...] = _OUTPUT_WORDS
+) -> dict[str, int]:
+    """Breadth-first distance of every node from the nearest output node (a class name with
+    one of ``words``), following links backwards."""
     # One level at a time: every node of a level is ``steps`` away.
-    level = [node_id for node_id, (class_type, _) in graph.nodes.items() if _is_output(class_type)]
+    level = [
+        node_id for node_id, (class_type, _) in graph.nodes.items() if _is_output(class_type, words)
+    ]
     distance: dict[str, int] = {}
     steps = 0
     while level:
@@ -478,17 +582,49 @@ def _distances_from_outputs(graph: _Graph) -> dict[str, int]:
     return distance
 
 
+def _output_distances(graph: _Graph, samplers: dict[str, _Sampler]) -> dict[str, int]:
+    """Distances from the saved images; from the previews too only when no sampler leads to a
+    save (a chain that only feeds a preview is a test run, not the image)."""
+    saved = _distances_from_outputs(graph, ("save",))
+    if any(node in saved for node in samplers):
+        return saved
+    return _distances_from_outputs(graph)
+
+
 def _choose(samplers: dict[str, _Sampler], distance: dict[str, int]) -> tuple[str, str]:
     """(primary sampler id, final sampler id)."""
-    feeding = {s.upstream for s in samplers.values() if s.upstream}
-    reachable = [node for node in samplers if node in distance]
-    pool = [node for node in (reachable or list(samplers)) if node not in feeding] or list(samplers)
+    reachable = [node for node in samplers if node in distance] or list(samplers)
+    # Only samplers that lead to an output count as continuing a chain.
+    feeding = {samplers[node].upstream for node in reachable if samplers[node].upstream}
+    pool = [node for node in reachable if node not in feeding] or reachable
     final = min(pool, key=lambda node: (distance.get(node, 1 << 30), _negated(node)))
     primary, seen = final, {final}
     while samplers[primary].upstream in samplers and samplers[primary].upstream not in seen:
         primary = samplers[primary].upstream or primary
         seen.add(primary)
     return primary, final
+
+
+def _output_upscale(graph: _Graph, samplers: dict[str, _Sampler]) -> dict[str, Any]:
+    """Upscales between the samplers and the saved images (an upscale model, "upscale by"
+    nodes): walked backwards from the save nodes along image inputs, stopping at samplers."""
+    upscale: dict[str, Any] = {}
+    level = [
+        node for node, (class_type, _) in graph.nodes.items() if _is_output(class_type, ("save",))
+    ]
+    seen: set[str] = set()
+    while level and len(seen) < 4 * _MAX_DEPTH:
+        next_level: list[str] = []
+        for node_id in level:
+            if node_id in seen or node_id in samplers:
+                continue
+            seen.add(node_id)
+            class_type = graph.class_of(node_id)
+            if "upscale" in class_type.lower() or class_type in ("ImageScale", "ImageScaleBy"):
+                _note_upscale(graph, node_id, upscale)
+            next_level.extend(t for key, (t, _) in graph.links_of(node_id) if key in _LATENT_KEYS)
+        level = next_level
+    return upscale
 
 
 def _negated(node_id: str) -> tuple[int, int, str]:
@@ -623,7 +759,7 @@ def _clip_skip(graph: _Graph, texts: list[_Text]) -> Any:
     if not texts:
         return None
     seen: set[str] = set()
-    link = graph.link(graph.inputs(texts[0].node).get("clip"))
+    link: Link | None = (texts[0].node, 0)  # the encoder itself may say (Efficient Loader)
     while link is not None and link[0] not in seen and len(seen) < _MAX_DEPTH:
         seen.add(link[0])
         inputs = graph.inputs(link[0])
@@ -633,7 +769,9 @@ def _clip_skip(graph: _Graph, texts: list[_Text]) -> Any:
             number = as_float(graph.scalar(inputs[key], key))
             if number is not None and number != 0:
                 return int(abs(number))
-        link = graph.link(inputs.get("clip"))
+        is_switch, chosen = graph.switched(link[0])
+        values = [chosen] if is_switch else [inputs.get(key) for key in _CLIP_KEYS]
+        link = next((graph.link(v) for v in values if graph.link(v) is not None), None)
     return None
 
 
@@ -678,7 +816,7 @@ def _fill(record: Record, graph: _Graph) -> None:
         return
     # With one sampler there is nothing to choose (_choose returns it either way), and the
     # walk over the whole graph is most of the work.
-    distance = _distances_from_outputs(graph) if len(samplers) > 1 else {}
+    distance = _output_distances(graph, samplers) if len(samplers) > 1 else {}
     primary_id, final_id = _choose(samplers, distance)
     primary, final = samplers[primary_id], samplers[final_id]
     values = primary.values
@@ -696,13 +834,18 @@ def _fill(record: Record, graph: _Graph) -> None:
     record.set_param("height", as_text(primary.height))
     if final_id != primary_id and final.upscale:
         upscale = final.upscale
-        record.set_param("hires_upscaler", upscale.get("upscaler"))
+        record.set_param("hires_upscaler", upscale.get("upscaler") or upscale.get("method"))
         record.set_param("hires_upscale", as_text(upscale.get("scale")))
         record.set_param("hires_width", as_text(upscale.get("width")))
         record.set_param("hires_height", as_text(upscale.get("height")))
         record.set_param("hires_steps", as_text(final.values.get("steps")))
         record.set_param("hires_denoise", as_text(final.values.get("denoise")))
         record.set_param("hires_sampler", as_text(final.values.get("sampler_name")))
+    after = _output_upscale(graph, samplers)
+    record.set_param("upscaler", after.get("upscaler") or after.get("method"))
+    # An upscale node's own factor first; ComfyRoll's aspect-ratio node states one too.
+    factor = after.get("scale", primary.notes.get("upscale_factor"))
+    record.set_param("upscale_factor", as_text(factor))
     if primary.notes.get("init_image"):
         record.extra["init_image"] = primary.notes["init_image"]
     record.extra["primary_sampler"] = primary_id

@@ -1,10 +1,12 @@
-"""ComfyUI graphs stored in EXIF (WebP and JPEG saves).
+"""ComfyUI graphs stored in EXIF or XMP (WebP, JPEG, AVIF, HEIC and JPEG XL saves).
 
 * Core ``SaveAnimatedWEBP``/``SaveWEBM``: IFD0 Model = ``prompt:{...}``, Make =
   ``workflow:{...}`` (further extra-info keys count down through the IFD0 tags).
 * save-image-extended: ImageDescription = ``Workflow: {...}``, Make = ``Prompt: {...}``.
 * SaveImagePlus and similar: UserComment = ``{"prompt": ..., "workflow": ...}`` without a
-  charset header, the values either objects or JSON strings.
+  charset header, the values either objects or JSON strings (also in AVIF/JPEG XL saves).
+* XMP properties named ``prompt`` / ``workflow`` in any namespace (``comfy:prompt``), as
+  savers for AVIF, HEIC and JPEG XL write them: fields ``xmp:prompt`` / ``xmp:workflow``.
 
 The graph itself is read by the ComfyUI parser; this module only finds it.
 """
@@ -21,6 +23,7 @@ from aimeta.metadata.parsers.info import ParserInfo
 from aimeta.metadata.record import Record
 
 _EXIF_TAGS = ("model", "make", "imagedescription", "documentname", "usercomment", "software")
+_XMP_FIELDS = {"xmp:prompt": "prompt", "xmp:workflow": "workflow"}
 _PREFIXED = re.compile(r"^\s*(prompt|workflow)\s*:\s*(?=[{\[])", re.IGNORECASE)
 
 
@@ -33,9 +36,15 @@ def _as_json_text(value: object) -> str | None:
 
 
 def find_graph(fields: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """({"prompt"/"workflow": JSON text}, [EXIF tags they came from]) from EXIF fields."""
+    """({"prompt"/"workflow": JSON text}, [EXIF tags or XMP fields they came from]) from EXIF
+    and XMP fields."""
     found: dict[str, str] = {}
     sources: list[str] = []
+    for source, key in _XMP_FIELDS.items():
+        text = fields.get(source)
+        if text and load_json(text) is not None:
+            found[key] = text
+            sources.append(source)
     for tag in _EXIF_TAGS:
         text = fields.get(tag)
         if not text:
@@ -72,18 +81,21 @@ def parse(fields: Mapping[str, str]) -> Record | None:
         record = Record(generator="comfyui", warnings=["comfyui: graph in EXIF not readable"])
     for tag in sources:
         record.raw[tag] = fields[tag]
-    record.extra.setdefault("graph_container", "exif:" + ",".join(sources))
+    exif = [tag for tag in sources if tag not in _XMP_FIELDS]
+    container = "exif:" + ",".join(exif) if exif else "xmp"
+    record.extra.setdefault("graph_container", container)
     return record
 
 
 PARSER = ParserInfo(
     name="comfyui",
-    label="ComfyUI (WebP/JPEG)",
+    label="ComfyUI (WebP/JPEG/AVIF/HEIC/JPEG XL)",
     containers=(
         "EXIF IFD0 Model `prompt:` / Make `workflow:` (core WebP save), ImageDescription "
         "`Workflow:` / Make `Prompt:` (save-image-extended), UserComment "
-        '`{"prompt":…,"workflow":…}` (SaveImagePlus)'
+        '`{"prompt":…,"workflow":…}` (SaveImagePlus, AVIF/JPEG XL savers); XMP `prompt` / '
+        "`workflow` properties (`comfy:prompt`)"
     ),
     parse=parse,
-    source_fields=frozenset(_EXIF_TAGS),
+    source_fields=frozenset((*_EXIF_TAGS, *_XMP_FIELDS)),
 )

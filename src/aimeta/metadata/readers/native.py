@@ -19,9 +19,13 @@ What is read, and under which names:
   keyword ``XML:com.adobe.xmp``, the ``eXIf`` chunk and ImageMagick's ``Raw profile type
   exif/APP1/xmp`` chunks are read as XMP/EXIF. IHDR gives ``PNG:ImageWidth``/``ImageHeight``
   (and BitDepth, ColorType, ...); gAMA, sRGB, tIME, cHRM, bKGD, tRNS and the iCCP profile name are
-  reported too. Two chunks with the same keyword: the last wins, as with ``-json``.
+  reported too. Two chunks with the same keyword: the last wins, as with ``-json``. A
+  ``caBX`` chunk (a C2PA manifest store) gives the outer JUMBF box's ``JUMBF:JUMDType`` and
+  ``JUMBF:JUMDLabel``; its claims are read by ``c2pa`` (ExifTool's flattened ``CBOR:*``
+  tags are not reproduced).
 * JPEG: APP1 EXIF (IFD0 and Exif IFD, see ``native_tiff``), APP1 XMP (``native_xmp``), COM
-  as ``File:Comment``, the frame header as ``File:ImageWidth``/``File:ImageHeight``.
+  as ``File:Comment``, the frame header as ``File:ImageWidth``/``File:ImageHeight``, APP11
+  JUMBF (C2PA) as for PNG ``caBX``.
   Reading stops at the first scan (SOS): segments after image data are not seen.
 * WebP: ``VP8X``/``VP8``/``VP8L`` size as ``RIFF:ImageWidth``/``RIFF:ImageHeight``, the
   ``EXIF`` chunk (with or without a leading ``Exif\\0\\0``) and the ``XMP `` chunk.
@@ -173,6 +177,21 @@ def read_native(path: Path) -> dict[str, Any]:
 
 def _image_size(tags: Tags, width: int, height: int) -> None:
     tags["Composite:ImageSize"] = f"{width} {height}"
+
+
+def _jumbf_description(tags: Tags, box: bytes) -> None:
+    """The type and label of a JUMBF superbox's description box, as ExifTool names them (the
+    first superbox of the file wins, as ExifTool's main document does)."""
+    if len(box) < 33 or box[4:8] != b"jumb" or box[12:16] != b"jumd":
+        return
+    (description_size,) = struct.unpack(">I", box[8:12])
+    description = box[16 : 8 + description_size]
+    if len(description) < 17 or "JUMBF:JUMDType" in tags:
+        return
+    tags["JUMBF:JUMDType"] = description[:16].hex()
+    if description[16] & 0x02:
+        label = description[17:].split(b"\0", 1)[0]
+        tags["JUMBF:JUMDLabel"] = json_value(fix_utf8(label))
 
 
 # ---------------------------------------------------------------------------------- PNG
@@ -511,6 +530,8 @@ def _read_png(source: _Source) -> Tags:
             )
             _image_size(tags, width, height)
             color_type = color
+        elif chunk_type == b"caBX":
+            _jumbf_description(tags, source.read(position + 8, min(length, 1024)))
         elif chunk_type in _PNG_ANCILLARY and length <= MAX_EXIF_BYTES:
             _png_ancillary(tags, chunk_type, source.read(position + 8, length), color_type)
         position = end
@@ -554,7 +575,11 @@ def _read_jpeg(source: _Source) -> Tags:
                 f"truncated JPEG: segment 0x{marker:02X} at offset {position} declares "
                 f"{length} bytes, past the end of the file ({size} bytes)"
             )
-        if marker == 0xE1 or marker == 0xFE or marker in _SOF_MARKERS:
+        if marker == 0xEB:  # APP11: JPEG XT boxes; "JP", instance, sequence, then the box
+            data = source.read(position + 4, min(length - 2, 1024))
+            if data[:2] == b"JP":
+                _jumbf_description(tags, data[8:])
+        elif marker == 0xE1 or marker == 0xFE or marker in _SOF_MARKERS:
             data = source.read(position + 4, length - 2)
             if marker == 0xFE:
                 tags["File:Comment"] = json_value(fix_utf8(data))
