@@ -171,6 +171,10 @@ GENERATION_FIELDS = frozenset(
         "stealth_png_info",  # A1111 stealth infotext, derived by dump
         "extras",  # A1111 Extras tab (upscalers, face restoration)
         "postprocessing",  # A1111 Extras tab, newer versions
+        "parameters-json",  # Stability Matrix
+        "smproj",  # Stability Matrix project
+        "xmp:prompt",  # ComfyUI graph in XMP (AVIF, HEIC, JPEG XL savers)
+        "xmp:workflow",
     }
 )
 _GENERATOR_NAMES = re.compile(
