@@ -13,6 +13,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aimeta.errors import AimetaError
 from aimeta.files import find_images
@@ -119,20 +120,7 @@ def _repair(
     )
     repaired = False
     if outputs.options.csv and outputs.csv is not None and path not in in_csv:
-        outputs.csv.add(
-            csv_row(
-                path,
-                rating,
-                model=row["model"],
-                rated_at=row["rated_at"],
-                prompt_tokens=row["prompt_tokens"],
-                completion_tokens=row["completion_tokens"],
-                duration_s=row["duration_s"],
-                prompt_hash=row["prompt_hash"] or "",
-                system_prompt=row["system_prompt"] or "",
-                user_prompt=row["user_prompt"] or "",
-            )
-        )
+        outputs.csv.add(_csv_row_of(path, rating, row))
         repaired = True
     if outputs.options.xmp and outputs.writer is not None and in_sidecar != row["model"]:
         writer = outputs.await_writer()
@@ -146,3 +134,19 @@ def _repair(
         except AimetaError as exc:
             log(f"{path}: {exc.message}", "error")
     return repaired
+
+
+def _csv_row_of(path: str, rating: Rating, row: sqlite3.Row) -> dict[str, Any]:
+    """The CSV row of a rating read back from the database."""
+    return csv_row(
+        path,
+        rating,
+        model=row["model"],
+        rated_at=row["rated_at"],
+        prompt_tokens=row["prompt_tokens"],
+        completion_tokens=row["completion_tokens"],
+        duration_s=row["duration_s"],
+        prompt_hash=row["prompt_hash"] or "",
+        system_prompt=row["system_prompt"] or "",
+        user_prompt=row["user_prompt"] or "",
+    )
