@@ -15,7 +15,7 @@ from aimeta.pipelines.rate.ask import Question
 from aimeta.pipelines.rate.options import RateOptions, RateResult, check_options
 from aimeta.pipelines.rate.output import Outputs
 from aimeta.pipelines.rate.report import Reporter
-from aimeta.pipelines.rate.schedule import rate_all
+from aimeta.pipelines.rate.schedule import Schedule
 from aimeta.pipelines.rate.selection import select_images
 from aimeta.rating import prompt_files
 from aimeta.rating.answer import fill_user_prompt
@@ -88,7 +88,7 @@ class _Job:
         if self.options.dry_run:
             self.report.dry_run(selection.todo)
         elif selection.todo:
-            rate_all(
+            schedule = Schedule(
                 self.settings,
                 selection.todo,
                 clients=self.clients,
@@ -97,6 +97,7 @@ class _Job:
                 report=self.report,
                 stop=self.stop,
             )
+            schedule.run()
 
     def _question(self, model: str) -> Question:
         return Question(

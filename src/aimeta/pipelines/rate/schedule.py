@@ -34,46 +34,23 @@ UNREACHABLE_LIMIT = 8
 POLL_S = 0.2
 
 
-def rate_all(
-    settings: Settings,
-    todo: list[str],
-    *,
-    clients: list[ModelClient],
-    question: Question,
-    outputs: Outputs,
-    report: Reporter,
-    stop: threading.Event,
-) -> None:
-    """Render, ask and write every image of ``todo`` (or until ``stop`` is set)."""
-    renderer = Renderer(
-        size=settings.size,
-        quality=settings.quality,
-        converter=settings.converter,
-        darktable_cli=settings.darktable_cli,
-        exiftool=settings.exiftool,
-        timeout=settings.render_timeout,
-    )
-    report.rating_starts(len(todo), settings.workers, renderer.converter)
-    _Schedule(todo, settings.workers, renderer, clients, question, outputs, report, stop).run()
-
-
-class _Schedule:
-    """The state of one run's loop: images waiting, rendered, being asked, being written."""
+class Schedule:
+    """One run's loop and its state: images waiting, rendered, being asked, being written."""
 
     def __init__(
         self,
+        settings: Settings,
         todo: list[str],
-        workers: int,
-        renderer: Renderer,
+        *,
         clients: list[ModelClient],
         question: Question,
         outputs: Outputs,
         report: Reporter,
         stop: threading.Event,
     ) -> None:
-        self.workers = workers
-        self.render_workers = max(1, min(workers, os.cpu_count() or 1))
-        self.renderer = renderer
+        self.renderer = _renderer(settings)
+        self.workers = settings.workers
+        self.render_workers = max(1, min(self.workers, os.cpu_count() or 1))
         self.clients = clients
         self.question = question
         self.outputs = outputs
@@ -87,15 +64,18 @@ class _Schedule:
         # does once it is written (count it, report it).
         self.writes: dict[cf.Future[Any], Callable[[Any], None]] = {}
         self.in_flight: Counter[int] = Counter()  # calls per client
+        # Executors start their threads on the first task, so nothing runs before ``run``.
         self.output = outputs.thread()
         self.render_pool = cf.ThreadPoolExecutor(
             self.render_workers, thread_name_prefix="aimeta-render"
         )
-        self.model_pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="aimeta-model")
+        self.model_pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="aimeta-model")
         self.unreachable_in_a_row = 0
         self.stop_seen_at: float | None = None
 
     def run(self) -> None:
+        """Render, ask and write every image (or until ``stop`` is set)."""
+        self.report.rating_starts(len(self.waiting), self.workers, self.renderer.converter)
         try:
             while self.waiting or self.ready or self.renders or self.calls or self.writes:
                 if self.stop.is_set() and self._wound_down():
@@ -198,3 +178,14 @@ class _Schedule:
                 "stopped (re-run to rate the rest)"
             )
             self.stop.set()
+
+
+def _renderer(settings: Settings) -> Renderer:
+    return Renderer(
+        size=settings.size,
+        quality=settings.quality,
+        converter=settings.converter,
+        darktable_cli=settings.darktable_cli,
+        exiftool=settings.exiftool,
+        timeout=settings.render_timeout,
+    )
