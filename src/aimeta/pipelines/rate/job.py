@@ -41,6 +41,8 @@ def run(
 
 
 class _Job:
+    """The parts of one run and the order they are used in; ``run`` closes them all."""
+
     def __init__(
         self,
         settings: Settings,

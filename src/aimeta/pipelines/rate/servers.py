@@ -34,7 +34,7 @@ def connect(
     log: Log,
 ) -> Servers:
     """A client for every URL of ``settings.api_urls`` that answers; the model is
-    ``settings.model`` or else the first one loaded on the first server. Raise
+    ``settings.model`` or else the first one loaded on the first server that has one. Raise
     ModelServerError when no server can be used."""
     problems: list[str] = []
     clients: list[ModelClient] = []
