@@ -206,6 +206,7 @@ def write_stealth(
     for keyword, value in (chunks or {}).items():
         info.add_text(keyword, value)
     Image.fromarray(np.ascontiguousarray(image_array), mode).save(path, pnginfo=info)
+    return path
 
 
 def xmp_packet(properties: Mapping[str, str], *, prefix: str, namespace: str) -> bytes:
