@@ -1,3 +1,3 @@
 """aimeta: read, normalise and search image generation metadata; rate images with a local LLM."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
