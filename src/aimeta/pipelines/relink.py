@@ -4,16 +4,25 @@ A folder moved, re-mounted or synced to another machine keeps its files' keys (t
 folder's name and the path below it), so their ids, parameters, tokens and ratings stay; only
 the paths stored beside them change. Re-linking costs an UPDATE per file instead of a read,
 a parse and a re-store.
+
+A file whose key changed too (a folder above it renamed) is recognised by content: a new file
+with the size and sha256 of a stored image whose file is gone (:func:`match_by_content`) keeps
+that image's id and rows; only its key, path and root change (:func:`apply_content`). Stored
+images whose file is gone are marked missing (:func:`mark_missing`), never deleted, until
+``aimeta prune`` (:func:`prune`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from aimeta import db
-from aimeta.pipelines.dump import Moved
+from aimeta.pipelines.dump import Moved, Pending
 
 
 @dataclass
@@ -44,3 +53,161 @@ def apply(conn: sqlite3.Connection, moved: Sequence[Moved]) -> RelinkResult:
         ).rowcount
         conn.executemany("UPDATE OR IGNORE errors SET path = ? WHERE path = ?", pairs)
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class ContentMatch:
+    """A new file with the size and sha256 of a stored image whose file is gone: the same
+    image under a new path (and key, when a folder above it was renamed)."""
+
+    ident: int
+    moved: Moved
+
+
+def match_by_content(conn: sqlite3.Connection, pending: Sequence[Pending]) -> list[ContentMatch]:
+    """The files of ``pending`` (new or changed, about to be read) that are a stored image
+    whose file is missing from its stored path. sha256 is computed only for files whose size
+    is that of such an image; each stored image matches at most one file."""
+    by_size: dict[int, list[Pending]] = {}
+    for item in pending:
+        by_size.setdefault(item.size, []).append(item)
+    gone = _missing_with_sizes(conn, list(by_size), {str(p.found.path) for p in pending})
+    if not gone:
+        return []
+    taken_keys = _stored_keys(conn, [p.found.key for p in pending])
+    matches: list[ContentMatch] = []
+    for size, images in gone.items():
+        for item in by_size[size]:
+            if item.found.key in taken_keys or not images:
+                continue  # its key is stored already: an ordinary re-read of that image
+            digest = file_sha256(item.found.path)
+            for number, (ident, old_path, sha256) in enumerate(images):
+                if sha256 == digest:
+                    del images[number]
+                    moved = Moved(item.found.key, old_path, item.found.path, item.found.root,
+                                  item.size, item.mtime_ns)
+                    matches.append(ContentMatch(ident, moved))
+                    break
+    return matches
+
+
+def apply_content(conn: sqlite3.Connection, matches: Sequence[ContentMatch]) -> RelinkResult:
+    """Point each matched image's row at its new key, path, root, name and mtime (its id, and so
+    every row that references it, stays), and its ratings and error rows at the new path."""
+    result = RelinkResult()
+    if not matches:
+        return result
+    with db.transaction(conn):
+        result.images = conn.executemany(
+            "UPDATE images SET key = ?, path = ?, root = ?, file_name = ?, mtime_ns = ?,"
+            " missing_since = NULL WHERE id = ?",
+            [
+                (m.moved.key, str(m.moved.path), str(m.moved.root), m.moved.path.name,
+                 m.moved.mtime_ns, m.ident)
+                for m in matches
+            ],
+        ).rowcount
+        pairs = [(str(m.moved.path), m.moved.old_path) for m in matches]
+        result.ratings = conn.executemany(
+            "UPDATE OR IGNORE ratings SET path = ? WHERE path = ?", pairs
+        ).rowcount
+        conn.executemany("UPDATE OR IGNORE errors SET path = ? WHERE path = ?", pairs)
+    return result
+
+
+def file_sha256(path: Path) -> str | None:
+    """The sha256 of the file at ``path`` (None when it cannot be read)."""
+    try:
+        with path.open("rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def _missing_with_sizes(
+    conn: sqlite3.Connection, sizes: list[int], new_paths: set[str]
+) -> dict[int, list[tuple[int, str, str]]]:
+    """Stored images of these sizes, with a sha256, whose file is not at their path:
+    size -> [(id, path, sha256)]."""
+    gone: dict[int, list[tuple[int, str, str]]] = {}
+    for start in range(0, len(sizes), 500):
+        chunk = sizes[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT id, path, size, sha256 FROM images WHERE size IN ({marks})"
+            " AND sha256 IS NOT NULL",
+            chunk,
+        )
+        for ident, path, size, sha256 in rows:
+            if path not in new_paths and not os.path.exists(path):
+                gone.setdefault(size, []).append((ident, path, sha256))
+    return gone
+
+
+def _stored_keys(conn: sqlite3.Connection, keys: list[str]) -> set[str]:
+    stored: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        stored.update(
+            row[0] for row in conn.execute(f"SELECT key FROM images WHERE key IN ({marks})", chunk)
+        )
+    return stored
+
+
+def mark_missing(conn: sqlite3.Connection, roots: Sequence[Path]) -> MissingResult:
+    """Mark the stored images under the scanned ``roots`` whose file is gone as missing (from
+    now; an image already marked keeps its date), and clear the mark of every image whose file
+    is back. Their rows stay: ``aimeta prune`` deletes them on request."""
+    result = MissingResult()
+    marks = ",".join("?" * len(roots))
+    under_roots = conn.execute(
+        f"SELECT id, path FROM images WHERE root IN ({marks}) AND missing_since IS NULL",
+        [str(root) for root in roots],
+    ).fetchall()
+    marked = conn.execute(
+        "SELECT id, path FROM images WHERE missing_since IS NOT NULL"
+    ).fetchall()
+    gone = [(ident,) for ident, path in under_roots if not os.path.exists(path)]
+    back = [(ident,) for ident, path in marked if os.path.exists(path)]
+    if gone or back:
+        with db.transaction(conn):
+            result.marked = mark_ids_missing(conn, [ident for (ident,) in gone])
+            conn.executemany("UPDATE images SET missing_since = NULL WHERE id = ?", back)
+    result.back = len(back)
+    return result
+
+
+def mark_ids_missing(conn: sqlite3.Connection, ids: Sequence[int]) -> int:
+    """Mark these images missing from now (inside the caller's transaction)."""
+    return conn.executemany(
+        "UPDATE images SET missing_since = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')"
+        " WHERE id = ? AND missing_since IS NULL",
+        [(ident,) for ident in ids],
+    ).rowcount
+
+
+@dataclass
+class MissingResult:
+    """How many images were newly marked missing, and how many marks were cleared."""
+
+    marked: int = 0
+    back: int = 0
+
+
+def prune(conn: sqlite3.Connection, *, dry_run: bool = False) -> list[str]:
+    """Delete the images marked missing, with their rows (kv, tokens, resources and the other
+    tables that reference them) and their AI ratings; returns their paths. ``dry_run``: only
+    list them."""
+    rows = conn.execute(
+        "SELECT id, path FROM images WHERE missing_since IS NOT NULL ORDER BY path"
+    ).fetchall()
+    if dry_run or not rows:
+        return [path for _ident, path in rows]
+    ids = [(ident,) for ident, _path in rows]
+    with db.transaction(conn):
+        conn.executemany("DELETE FROM ratings WHERE image_id = ?", ids)
+        # Their full-text rows first: the kv delete trigger would otherwise re-index them.
+        conn.executemany("DELETE FROM prompts_fts WHERE rowid = ?", ids)
+        conn.executemany("DELETE FROM images WHERE id = ?", ids)
+    return [path for _ident, path in rows]
