@@ -470,7 +470,8 @@ def _adopt_stored_ids(
         marks = ",".join("?" * len(chunk))
         stored.update(conn.execute(f"SELECT key, id FROM images WHERE key IN ({marks})", chunk))
     adopted = [
-        rows if stored.get(rows.image[1], rows.ident) == rows.ident
+        rows
+        if stored.get(rows.image[1], rows.ident) == rows.ident
         else _with_id(rows, stored[rows.image[1]])
         for rows in batch
     ]

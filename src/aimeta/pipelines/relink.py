@@ -84,8 +84,14 @@ def match_by_content(conn: sqlite3.Connection, pending: Sequence[Pending]) -> li
             for number, (ident, old_path, sha256) in enumerate(images):
                 if sha256 == digest:
                     del images[number]
-                    moved = Moved(item.found.key, old_path, item.found.path, item.found.root,
-                                  item.size, item.mtime_ns)
+                    moved = Moved(
+                        item.found.key,
+                        old_path,
+                        item.found.path,
+                        item.found.root,
+                        item.size,
+                        item.mtime_ns,
+                    )
                     matches.append(ContentMatch(ident, moved))
                     break
     return matches
@@ -102,8 +108,14 @@ def apply_content(conn: sqlite3.Connection, matches: Sequence[ContentMatch]) -> 
             "UPDATE images SET key = ?, path = ?, root = ?, file_name = ?, mtime_ns = ?,"
             " missing_since = NULL WHERE id = ?",
             [
-                (m.moved.key, str(m.moved.path), str(m.moved.root), m.moved.path.name,
-                 m.moved.mtime_ns, m.ident)
+                (
+                    m.moved.key,
+                    str(m.moved.path),
+                    str(m.moved.root),
+                    m.moved.path.name,
+                    m.moved.mtime_ns,
+                    m.ident,
+                )
                 for m in matches
             ],
         ).rowcount
@@ -165,9 +177,7 @@ def mark_missing(conn: sqlite3.Connection, roots: Sequence[Path]) -> MissingResu
         f"SELECT id, path FROM images WHERE root IN ({marks}) AND missing_since IS NULL",
         [str(root) for root in roots],
     ).fetchall()
-    marked = conn.execute(
-        "SELECT id, path FROM images WHERE missing_since IS NOT NULL"
-    ).fetchall()
+    marked = conn.execute("SELECT id, path FROM images WHERE missing_since IS NOT NULL").fetchall()
     gone = [(ident,) for ident, path in under_roots if not os.path.exists(path)]
     back = [(ident,) for ident, path in marked if os.path.exists(path)]
     if gone or back:
