@@ -5,8 +5,9 @@
 MODE ``a1111``: each image is written to ``<name>.png.tmp`` and renamed to its final name;
 ``comfyui``: written under its final name in three chunks with pauses between them;
 ``rewrite``: ``<PREFIX>0.png`` .. are written again in place (the same file truncated, then
-written in two chunks with a pause), as an editor saving over a file does. Each image's prompt is ``prompt_of(PREFIX, n)``;
-the writer prints ``<path> <time of its final write>`` per image on stdout.
+written in two chunks with a pause), as an editor saving over a file does. Each image's
+prompt is ``prompt_of(PREFIX, n)``; the writer prints ``<path> <time of its final write>``
+per image on stdout.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from factory import _PNG_SIGNATURE, png_chunk, text_chunk  # noqa: E402
+from factory import _PNG_SIGNATURE, png_chunk, text_chunk
 
 CHUNK_PAUSE_S = 0.3
 
