@@ -74,7 +74,9 @@ def main(mode: str, folder: str, count: str, per_second: str, prefix: str) -> No
     started = time.monotonic()
     for number in range(int(count)):
         path = Path(folder) / f"{prefix}{number}.png"
-        data = png_bytes(infotext(prefix, number), number + len(prefix) * 1000)
+        # A rewrite changes the text (and so the stored prompt) of the same file.
+        text = infotext(prefix + "-edited" if mode == "rewrite" else prefix, number)
+        data = png_bytes(text, number + len(prefix) * 1000)
         if mode == "a1111":
             write_a1111(path, data)
         elif mode == "comfyui":
