@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aimeta import db
 from aimeta.pipelines.dump import Moved, Pending
@@ -67,33 +68,35 @@ class ContentMatch:
 def match_by_content(conn: sqlite3.Connection, pending: Sequence[Pending]) -> list[ContentMatch]:
     """The files of ``pending`` (new or changed, about to be read) that are a stored image
     whose file is missing from its stored path. sha256 is computed only for files whose size
-    is that of such an image; each stored image matches at most one file."""
-    by_size: dict[int, list[Pending]] = {}
-    for item in pending:
-        by_size.setdefault(item.size, []).append(item)
-    gone = _missing_with_sizes(conn, list(by_size), {str(p.found.path) for p in pending})
-    if not gone:
+    is that of a stored image, and only stored images with one of those sha256 (an index
+    look-up) are checked on disk; each stored image matches at most one file."""
+    taken = _stored(conn, "key", "key", [p.found.key for p in pending])
+    # A file whose key is stored already is an ordinary re-read of that image.
+    fresh = [p for p in pending if p.found.key not in taken]
+    sizes = set(_stored(conn, "size", "size", list({p.size for p in fresh})))
+    digests = {p.found.path: file_sha256(p.found.path) for p in fresh if p.size in sizes}
+    known = {d for d in digests.values() if d is not None}
+    if not known:
         return []
-    taken_keys = _stored_keys(conn, [p.found.key for p in pending])
+    new_paths = {str(p.found.path) for p in pending}
+    gone: dict[tuple[int, str], list[tuple[int, str]]] = {}
+    for ident, path, size, sha256 in _stored(conn, "sha256", "id, path, size, sha256", known):
+        if path not in new_paths and not os.path.exists(path):
+            gone.setdefault((size, sha256), []).append((ident, path))
     matches: list[ContentMatch] = []
-    for size, images in gone.items():
-        for item in by_size[size]:
-            if item.found.key in taken_keys or not images:
-                continue  # its key is stored already: an ordinary re-read of that image
-            digest = file_sha256(item.found.path)
-            for number, (ident, old_path, sha256) in enumerate(images):
-                if sha256 == digest:
-                    del images[number]
-                    moved = Moved(
-                        item.found.key,
-                        old_path,
-                        item.found.path,
-                        item.found.root,
-                        item.size,
-                        item.mtime_ns,
-                    )
-                    matches.append(ContentMatch(ident, moved))
-                    break
+    for item in fresh:
+        images = gone.get((item.size, digests.get(item.found.path) or ""))
+        if images:
+            ident, old_path = images.pop()
+            moved = Moved(
+                item.found.key,
+                old_path,
+                item.found.path,
+                item.found.root,
+                item.size,
+                item.mtime_ns,
+            )
+            matches.append(ContentMatch(ident, moved))
     return matches
 
 
@@ -136,35 +139,21 @@ def file_sha256(path: Path) -> str | None:
         return None
 
 
-def _missing_with_sizes(
-    conn: sqlite3.Connection, sizes: list[int], new_paths: set[str]
-) -> dict[int, list[tuple[int, str, str]]]:
-    """Stored images of these sizes, with a sha256, whose file is not at their path:
-    size -> [(id, path, sha256)]."""
-    gone: dict[int, list[tuple[int, str, str]]] = {}
-    for start in range(0, len(sizes), 500):
-        chunk = sizes[start : start + 500]
+def _stored(
+    conn: sqlite3.Connection, column: str, returned: str, values: Iterable[object]
+) -> list[Any]:
+    """``returned`` of the images whose ``column`` is one of ``values`` (one query per 500);
+    a single returned column comes back as plain values, several as tuples."""
+    values = list(values)
+    found: list[Any] = []
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
-            f"SELECT id, path, size, sha256 FROM images WHERE size IN ({marks})"
-            " AND sha256 IS NOT NULL",
-            chunk,
+            f"SELECT DISTINCT {returned} FROM images WHERE {column} IN ({marks})", chunk
         )
-        for ident, path, size, sha256 in rows:
-            if path not in new_paths and not os.path.exists(path):
-                gone.setdefault(size, []).append((ident, path, sha256))
-    return gone
-
-
-def _stored_keys(conn: sqlite3.Connection, keys: list[str]) -> set[str]:
-    stored: set[str] = set()
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        stored.update(
-            row[0] for row in conn.execute(f"SELECT key FROM images WHERE key IN ({marks})", chunk)
-        )
-    return stored
+        found.extend(row[0] if len(row) == 1 else tuple(row) for row in rows)
+    return found
 
 
 def mark_missing(conn: sqlite3.Connection, roots: Sequence[Path]) -> MissingResult:

@@ -41,8 +41,9 @@ from aimeta.settings import Settings
 QUIET_S = 1.0
 # How often the watcher wakes with nothing changed, to look at settling files again.
 TICK_MS = 100
-# The most files stored in one batch (the rest wait for the next one).
-BATCH_FILES = 200
+# The most files stored in one batch (the rest wait for the next one): a folder of thousands
+# moved in comes in few batches (each loads the .seen index once).
+BATCH_FILES = 2000
 
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _JPEG_END = b"\xff\xd9"
@@ -223,9 +224,9 @@ def run(
         poll_delay_ms=TICK_MS * 3,
         raise_interrupt=False,
     )
+    deleted = False
     for group in changes:
         now = time.monotonic()
-        deleted = False
         for change, text in group:
             if change == watchfiles.Change.deleted:
                 deleted = deleted or _may_hold_images(text)
@@ -233,9 +234,13 @@ def run(
             for path in expand(Path(text)):
                 settling.saw(path, now)
         ready = settling.ready(now)
-        if ready or deleted:
-            on_batch(_store_batch(ready, folders, settings, deleted=deleted, rate=rate))
+        # Deletions wait until no file settles: a moved folder's files are re-linked first,
+        # instead of being marked missing and then found again.
+        marking = deleted and not settling.waiting
+        if ready or marking:
+            on_batch(_store_batch(ready, folders, settings, deleted=marking, rate=rate))
             batches += 1
+            deleted = deleted and not marking
         if stop.is_set():
             break
     return batches
