@@ -75,6 +75,23 @@ def stored_prompts(database: Path) -> dict[str, str]:
         conn.close()
 
 
+def under(database: Path, folder: Path) -> int:
+    """Images stored under ``folder`` and not missing (an indexed range count: the poll must
+    not load the machine it measures)."""
+    low = str(folder) + os.sep
+    conn = sqlite3.connect(database, timeout=30)
+    try:
+        return int(
+            conn.execute(
+                "SELECT COUNT(*) FROM images WHERE path >= ? AND path < ?"
+                " AND missing_since IS NULL",
+                (low, low[:-1] + chr(ord(os.sep) + 1)),
+            ).fetchone()[0]
+        )
+    finally:
+        conn.close()
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -162,10 +179,7 @@ def move(work: Path, count: int) -> None:
     database = out / "images.db"
     started = time.perf_counter()
     batch.rename(moved)
-    while True:
-        paths = stored_prompts(database)
-        if sum(path.startswith(str(moved) + os.sep) for path in paths) == count:
-            break
+    while under(database, moved) < count:
         time.sleep(0.02)
     relinked = time.perf_counter() - started
     watcher.terminate()

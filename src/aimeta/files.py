@@ -77,6 +77,12 @@ def find_images(
     return [item for _text, item in sorted(found.values(), key=lambda pair: pair[0])]
 
 
+def image_paths(folder: Path) -> list[str]:
+    """The image files under ``folder``, as text, without anything else (``aimeta watch``
+    lists a folder that appeared this way: a Path object per file would cost more)."""
+    return list(_walk(folder, True, IMAGE_EXTENSIONS, None))
+
+
 def _walk(
     root: Path,
     recursive: bool,

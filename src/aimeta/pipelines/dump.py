@@ -523,11 +523,16 @@ def _load_seen(out: Path) -> _Seen:
 def remember_moved(out: Path, moved: Sequence[Moved]) -> None:
     """Add the new paths of ``moved`` files to ``<out>.seen`` (call once their stored rows
     point at them: until then a killed run finds them moved again, which is harmless)."""
-    if not moved:
+    remember(out, [(str(m.path), m.size, m.mtime_ns, m.key) for m in moved])
+
+
+def remember(out: Path, files: Sequence[tuple[str, int, int, str]]) -> None:
+    """Add (path, size, mtime_ns, key) of files stored already to ``<out>.seen``."""
+    if not files:
         return
     try:
         with seen_path(out).open("ab") as handle:
-            handle.write(b"".join(_seen_line(m.path, m.size, m.mtime_ns, m.key) for m in moved))
+            handle.write(b"".join(orjson.dumps(list(item)) + b"\n" for item in files))
     except OSError as exc:
         raise OutputError(f"cannot write {seen_path(out)}: {exc.strerror or exc}") from exc
 

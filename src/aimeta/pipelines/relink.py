@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aimeta import db
+from aimeta.files import FoundFile
 from aimeta.pipelines.dump import Moved, Pending
 
 
@@ -128,6 +129,78 @@ def apply_content(conn: sqlite3.Connection, matches: Sequence[ContentMatch]) -> 
         ).rowcount
         conn.executemany("UPDATE OR IGNORE errors SET path = ? WHERE path = ?", pairs)
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class FolderMove:
+    """Every stored image under ``old`` (a folder now gone) is under ``new`` with the same
+    path below it, size and mtime: the folder was moved or renamed whole."""
+
+    old: str
+    new: Path
+    root: Path
+    # (new path, size, mtime_ns, new key) of each image, for the .seen index
+    files: list[tuple[str, int, int, str]]
+
+
+def match_folder(conn: sqlite3.Connection, old: str, new: Path, root: Path) -> FolderMove | None:
+    """The move of folder ``old`` to ``new`` (under the scanned folder ``root``), when every
+    image stored under ``old`` is found under ``new`` unchanged (same size and mtime: a move
+    keeps both); None when ``old`` is still there, held no image, or any image differs (each
+    file then goes through the per-file rules)."""
+    if os.path.exists(old):
+        return None
+    low, high = _below(old)
+    rows = conn.execute(
+        "SELECT path, size, mtime_ns FROM images WHERE path >= ? AND path < ?", (low, high)
+    ).fetchall()
+    if not rows:
+        return None
+    new_text, key_prefix = str(new) + os.sep, FoundFile(new, root).key
+    files: list[tuple[str, int, int, str]] = []
+    for path, size, mtime_ns in rows:
+        below = path[len(low) :]
+        target = new_text + below
+        try:
+            stat = os.stat(target)
+        except OSError:
+            return None
+        if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
+            return None
+        files.append((target, size, mtime_ns, f"{key_prefix}/{below.replace(os.sep, '/')}"))
+    if _stored(conn, "key", "key", [key for *_rest, key in files]):
+        return None  # some of the new keys are stored already: per file, then
+    return FolderMove(old, new, root, files)
+
+
+def apply_folder(conn: sqlite3.Connection, move: FolderMove) -> RelinkResult:
+    """Re-link every image of a :class:`FolderMove` with one statement per table (ids and rows
+    stay; path, key and root change; AI ratings and error rows follow the new paths)."""
+    low, high = _below(move.old)
+    start = len(low) + 1  # SQLite counts from 1
+    new_text, key_prefix = str(move.new) + os.sep, FoundFile(move.new, move.root).key + "/"
+    result = RelinkResult()
+    with db.transaction(conn):
+        result.images = conn.execute(
+            "UPDATE images SET path = ?1 || substr(path, ?2),"
+            " key = ?3 || replace(substr(path, ?2), ?4, '/'), root = ?5, missing_since = NULL"
+            " WHERE path >= ?6 AND path < ?7",
+            (new_text, start, key_prefix, os.sep, str(move.root), low, high),
+        ).rowcount
+        for table in ("ratings", "errors"):
+            changed = conn.execute(
+                f"UPDATE OR IGNORE {table} SET path = ?1 || substr(path, ?2)"
+                " WHERE path >= ?3 AND path < ?4",
+                (new_text, start, low, high),
+            ).rowcount
+            result.ratings += changed if table == "ratings" else 0
+    return result
+
+
+def _below(folder: str) -> tuple[str, str]:
+    """The range of path texts strictly below ``folder`` (for an indexed range query)."""
+    low = folder.rstrip(os.sep) + os.sep
+    return low, low[:-1] + chr(ord(os.sep) + 1)
 
 
 def file_sha256(path: Path) -> str | None:

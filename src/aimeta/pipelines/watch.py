@@ -31,10 +31,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aimeta import events
-from aimeta.files import IMAGE_EXTENSIONS, FoundFile, find_images
+from aimeta import db, events
+from aimeta.files import IMAGE_EXTENSIONS, FoundFile, image_paths
 from aimeta.pipelines import all as all_pipeline
-from aimeta.pipelines import dump
+from aimeta.pipelines import dump, relink
 from aimeta.settings import Settings
 
 # A file without an end marker is complete once its size and mtime stay the same this long.
@@ -172,12 +172,38 @@ def store_files(
     return all_pipeline.store(plan, settings, roots, export_files=False)
 
 
-def expand(path: Path) -> list[Path]:
+def expand(path: Path, skip: frozenset[str] = frozenset()) -> list[Path]:
     """The image files an event for ``path`` stands for: itself, or those in a folder that
-    appeared (moved or copied in whole)."""
+    appeared (moved or copied in whole), but those in ``skip`` (re-linked already)."""
     if path.is_dir():
-        return [item.path for item in find_images([path])]
+        return [Path(text) for text in image_paths(path) if text not in skip]
     return [path] if path.suffix.lower() in IMAGE_EXTENSIONS else []
+
+
+def relink_folder(
+    new: Path, gone: Sequence[str], folders: Sequence[Path], settings: Settings
+) -> tuple[BatchReport, frozenset[str]]:
+    """Re-link a folder that appeared as ``new`` in the same events as one of ``gone``
+    disappeared, when all its stored images are there unchanged (one UPDATE per table instead
+    of a look at each file: see :func:`aimeta.pipelines.relink.match_folder`); the report and
+    the paths re-linked."""
+    started = time.perf_counter()
+    root = root_of(new, folders)
+    report = BatchReport()
+    if root is None or not settings.db.is_file():
+        return report, frozenset()
+    conn = db.connect(settings.db)
+    try:
+        for old in gone:
+            move = relink.match_folder(conn, old, new, root)
+            if move is not None:
+                report.relinked = relink.apply_folder(conn, move).images
+                dump.remember(settings.raw_jsonl, move.files)
+                report.seconds = time.perf_counter() - started
+                return report, frozenset(path for path, *_rest in move.files)
+    finally:
+        conn.close()
+    return report, frozenset()
 
 
 def _may_hold_images(text: str) -> bool:
@@ -227,12 +253,20 @@ def run(
     deleted = False
     for group in changes:
         now = time.monotonic()
+        gone = [text for change, text in group if change == watchfiles.Change.deleted]
+        gone = [text for text in gone if _may_hold_images(text)]
+        deleted = deleted or bool(gone)
         for change, text in group:
             if change == watchfiles.Change.deleted:
-                deleted = deleted or _may_hold_images(text)
                 continue
-            for path in expand(Path(text)):
-                settling.saw(path, now)
+            path, relinked = Path(text), frozenset[str]()
+            if gone and path.is_dir():
+                moved, relinked = relink_folder(path, gone, folders, settings)
+                if moved.relinked:
+                    on_batch(moved)
+                    batches += 1
+            for image in expand(path, relinked):
+                settling.saw(image, now)
         ready = settling.ready(now)
         # Deletions wait until no file settles: a moved folder's files are re-linked first,
         # instead of being marked missing and then found again.
