@@ -469,13 +469,44 @@ def _adopt_stored_ids(
         chunk = keys[start : start + 500]
         marks = ",".join("?" * len(chunk))
         stored.update(conn.execute(f"SELECT key, id FROM images WHERE key IN ({marks})", chunk))
-    adopted = [
-        rows
-        if stored.get(rows.image[1], rows.ident) == rows.ident
-        else _with_id(rows, stored[rows.image[1]])
-        for rows in batch
-    ]
+    taken = _ids_taken_by_other_keys(conn, [r for r in batch if r.image[1] not in stored])
+    adopted = []
+    for rows in batch:
+        key = rows.image[1]
+        if key in stored:
+            ident = stored[key]
+        elif rows.ident in taken:
+            # The id its key hashes to belongs to an image re-linked away from that key (a
+            # new file where a renamed folder's file was): the new image gets another one.
+            ident = _free_id(conn, key, taken)
+        else:
+            ident = rows.ident
+        adopted.append(rows if ident == rows.ident else _with_id(rows, ident))
     return adopted, sorted(set(stored.values()))
+
+
+def _ids_taken_by_other_keys(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> set[int]:
+    taken: set[int] = set()
+    for start in range(0, len(batch), 500):
+        chunk = [rows.ident for rows in batch[start : start + 500]]
+        marks = ",".join("?" * len(chunk))
+        taken.update(
+            row[0] for row in conn.execute(f"SELECT id FROM images WHERE id IN ({marks})", chunk)
+        )
+    return taken
+
+
+def _free_id(conn: sqlite3.Connection, key: str, taken: set[int]) -> int:
+    """An id for ``key`` that no stored image has (the hash of the key and a counter)."""
+    for attempt in range(1, 1000):
+        ident = image_id(f"{key}\0{attempt}")
+        if (
+            ident not in taken
+            and not conn.execute("SELECT 1 FROM images WHERE id = ?", (ident,)).fetchone()
+        ):
+            taken.add(ident)
+            return ident
+    raise DatabaseError(f"no free image id for {key}")
 
 
 def _with_id(rows: ImageRows, ident: int) -> ImageRows:

@@ -87,6 +87,35 @@ def test_a_renamed_folder_is_relinked_by_content_keeping_ids_rows_and_ratings(
     assert rows(database, "SELECT image_id FROM ratings") == [(b_id,)]
 
 
+def test_a_new_file_where_a_renamed_folder_was_is_a_new_image(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    make_images(tmp_path / "Input")
+    run_all(tmp_path / "Input", out)
+    (tmp_path / "Input").rename(tmp_path / "Renamed")
+    run_all(tmp_path / "Renamed", out)
+    database = out / "images.db"
+    # A new Input/a.png: its key is the one the re-linked image had, and so is its hashed id.
+    (tmp_path / "Input").mkdir()
+    png_with_text(tmp_path / "Input" / "a.png", {"parameters": INFOTEXT.replace("dusk", "dawn")})
+
+    result = run_all(tmp_path / "Input", out)
+
+    assert result.ingest.stored == 1
+    stored = rows(database, "SELECT key, COUNT(DISTINCT id) FROM images GROUP BY key ORDER BY 1")
+    assert stored == [("Input/a.png", 1), ("Renamed/a.png", 1), ("Renamed/sub/b.png", 1)]
+    assert rows(database, "SELECT COUNT(DISTINCT id) FROM images") == [(3,)]
+    prompts = rows(
+        database,
+        "SELECT i.key, kv.value FROM images i JOIN kv ON kv.image_id = i.id"
+        " WHERE kv.key = 'prompt' AND i.key LIKE '%a.png' ORDER BY 1",
+    )
+    first_line = INFOTEXT.split("\n")[0]
+    assert prompts == [
+        ("Input/a.png", first_line.replace("dusk", "dawn")),
+        ("Renamed/a.png", first_line),
+    ]
+
+
 def test_a_deleted_file_is_marked_missing_then_pruned_on_request(tmp_path: Path) -> None:
     out = tmp_path / "out"
     make_images(tmp_path / "Input")
