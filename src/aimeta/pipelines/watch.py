@@ -260,6 +260,8 @@ def run(
             if change == watchfiles.Change.deleted:
                 continue
             path, relinked = Path(text), frozenset[str]()
+            if change != watchfiles.Change.added and path.is_dir():
+                continue  # a folder's own metadata changed; its files have events of their own
             if gone and path.is_dir():
                 moved, relinked = relink_folder(path, gone, folders, settings)
                 if moved.relinked:
