@@ -10,7 +10,11 @@ its container's end marker is there (PNG ``IEND``, JPEG ``EOI``, a RIFF/WebP siz
 and its size and mtime did not change between two looks, or, for other formats, they did not
 change for ``QUIET_S``. A file written to a temporary name and renamed arrives as an event for
 its final name; a file rewritten in place is an event for its path again, and the ``.seen``
-index (size and mtime) makes it read again. A deleted file or folder marks its images missing.
+index (size and mtime) makes it read again. A deleted file or folder marks its images missing
+(once no file is settling, so that moved files are re-linked first). A folder that disappears
+and appears elsewhere in the same group of events is re-linked whole when each of its stored
+images is there with the same size and mtime (:func:`relink_folder`); other moves go through
+the per-file re-link by content.
 
 Why watchfiles (not watchdog): both are maintained and cross-platform. watchfiles (Rust
 ``notify`` underneath, used by uvicorn's reloader) hands over *sets of changes grouped over a
@@ -18,8 +22,9 @@ debounce window*, which is the batch this module stores; it stops on a ``threadi
 can wake on a timeout with nothing changed (the tick that lets settling files become ready),
 and switches to polling with one flag (``force_polling``) for network drives. watchdog gives
 one callback per event on an observer thread, which would need the batching, the timer and a
-queue written here; its move events (source and destination) would not save work, since moves
-between runs must be recognised by content anyway.
+queue written here. Its move events (source and destination in one event) are its one edge:
+with watchfiles a rename is a deletion and an addition, which for folders arrive in the same
+group and are paired here; moves between runs must be recognised by content anyway.
 """
 
 from __future__ import annotations
