@@ -7,6 +7,25 @@ one rewrites a table; a database made by a newer aimeta is refused unchanged. Op
 up-to-date database costs one query. ``open_existing`` opens a database a run has made,
 read-only or for writing; ``upgrade`` and ``schema_info`` serve ``aimeta db``. Writers group
 work with ``transaction`` so a killed run loses at most the current batch.
+
+How an image is identified (the rows of every per-image table follow from this):
+
+- ``images.id``: what every per-image row references (kv, tokens, resources, ``ratings.image_id``,
+  ``user_ratings``, ``cull_decisions``). Set once, when the image is first stored, to
+  :func:`image_id` of its key, and never changed afterwards, even when the key changes.
+- ``images.key``: the scanned folder's name and the path below it (``Input/sub/a.png``), unique.
+  A new read of a file finds its row by key (:func:`store_batch`), so a file read again under
+  the same key replaces its rows in place.
+- ``images.path`` / ``root``: where the file is now; updated when a file is re-linked.
+- ``images.sha256`` and ``size``: the content. A file missing from its stored path and a new
+  file with the same size and sha256 are the same image (moved, renamed, its folder renamed):
+  :mod:`aimeta.pipelines.relink` points the row at the new path and key and keeps its id.
+  A file found under a new path with the same key, size and mtime is re-linked without reading.
+- ``images.missing_since`` (migration 3): the file was not found at its path since then; its
+  rows stay until ``aimeta prune``.
+- ``ratings``: one AI rating per (path, model); ``image_id`` ties it to the image, and follows
+  a re-link. ``path`` stays the key of the rating job's cache (a file rated before it is
+  ingested has no image yet; ingest fills ``image_id`` once it is stored).
 """
 
 from __future__ import annotations
@@ -302,7 +321,9 @@ def _translate(exc: sqlite3.DatabaseError, path: Path | None) -> DatabaseError:
 
 
 def image_id(key: str) -> int:
-    """A stable 63-bit id for an image key (its path relative to the scanned folder)."""
+    """The id a new image gets: a stable 63-bit hash of its key (the scanned folder's name and
+    its path below it). An image keeps the id it was first stored under when its key changes
+    (re-linked by content); so look an image up by ``images.key``, never by hashing a key."""
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
 
@@ -405,11 +426,11 @@ def store_batch(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> None:
     """Replace everything stored for each image of ``batch`` (inside the caller's
     transaction): one statement per table for the whole batch. When an image appears twice,
     the later rows win, as if they had been stored one after the other."""
+    batch, seen_before = _adopt_stored_ids(conn, batch)
     latest = {rows.ident: rows for rows in batch}
     # In id order every table's rows land left to right in its B-tree (~10 % faster than the
     # random order of hashed ids).
     batch = [latest[ident] for ident in sorted(latest)]
-    seen_before = _existing_ids(conn, list(latest))
     if seen_before:
         # Only an image seen before has rows to replace. Its full-text row goes first, so the
         # trigger on kv has nothing to keep current (else it re-indexes the prompts per
@@ -436,15 +457,68 @@ def store_batch(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> None:
     conn.executemany(_INSERT_RESOURCE, [row for rows in batch for row in rows.resources])
 
 
-def _existing_ids(conn: sqlite3.Connection, ids: list[int]) -> list[int]:
-    found: list[int] = []
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+def _adopt_stored_ids(
+    conn: sqlite3.Connection, batch: Sequence[ImageRows]
+) -> tuple[list[ImageRows], list[int]]:
+    """``batch`` with each image's rows under the id stored for its key, and the ids already
+    stored. Looked up by key, not by the id the key hashes to: an image re-linked by content
+    (its folder renamed) keeps the id it had under its first key (see the module docstring)."""
+    keys = list({rows.image[1] for rows in batch})
+    stored: dict[str, int] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        found.extend(
+        stored.update(conn.execute(f"SELECT key, id FROM images WHERE key IN ({marks})", chunk))
+    taken = _ids_taken_by_other_keys(conn, [r for r in batch if r.image[1] not in stored])
+    adopted = []
+    for rows in batch:
+        key = rows.image[1]
+        if key in stored:
+            ident = stored[key]
+        elif rows.ident in taken:
+            # The id its key hashes to belongs to an image re-linked away from that key (a
+            # new file where a renamed folder's file was): the new image gets another one.
+            ident = _free_id(conn, key, taken)
+        else:
+            ident = rows.ident
+        adopted.append(rows if ident == rows.ident else _with_id(rows, ident))
+    return adopted, sorted(set(stored.values()))
+
+
+def _ids_taken_by_other_keys(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> set[int]:
+    taken: set[int] = set()
+    for start in range(0, len(batch), 500):
+        chunk = [rows.ident for rows in batch[start : start + 500]]
+        marks = ",".join("?" * len(chunk))
+        taken.update(
             row[0] for row in conn.execute(f"SELECT id FROM images WHERE id IN ({marks})", chunk)
         )
-    return found
+    return taken
+
+
+def _free_id(conn: sqlite3.Connection, key: str, taken: set[int]) -> int:
+    """An id for ``key`` that no stored image has (the hash of the key and a counter)."""
+    for attempt in range(1, 1000):
+        ident = image_id(f"{key}\0{attempt}")
+        if (
+            ident not in taken
+            and not conn.execute("SELECT 1 FROM images WHERE id = ?", (ident,)).fetchone()
+        ):
+            taken.add(ident)
+            return ident
+    raise DatabaseError(f"no free image id for {key}")
+
+
+def _with_id(rows: ImageRows, ident: int) -> ImageRows:
+    """The same rows under another image id."""
+    return ImageRows(
+        ident,
+        (ident, *rows.image[1:]),
+        [(ident, *row[1:]) for row in rows.kv],
+        (ident, *rows.fts[1:]) if rows.fts is not None else None,
+        [(ident, *row[1:]) for row in rows.tokens],
+        [(ident, *row[1:]) for row in rows.resources],
+    )
 
 
 def resource_rows(ident: int, record: Record) -> list[tuple[Any, ...]]:

@@ -98,7 +98,60 @@ def create_baseline(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "create_baseline", create_baseline),)
+def track_image_identity(conn: sqlite3.Connection) -> None:
+    """Migration 3: AI ratings follow the image, not its path string, and deleted files are
+    marked instead of forgotten.
+
+    - ``images.missing_since``: when the file was last found gone (NULL: present); ``aimeta
+      prune`` deletes such images on request.
+    - ``ratings.image_id``: the image a rating belongs to, filled from ``images.path``; a
+      re-linked image (moved, renamed) keeps it, so its ratings stay attached. A trigger fills it
+      on insert; ingest fills it for ratings made before their image was stored. SET NULL on
+      delete: a rating outlives a pruned image under its path (it is also the rating cache).
+    - ``v_images_search.best_rating`` reads ratings by that id.
+    """
+    # Idempotent like migration 1: a database that lost its record is upgraded again.
+    if not _has_column(conn, "images", "missing_since"):
+        conn.execute("ALTER TABLE images ADD COLUMN missing_since TEXT")
+    if not _has_column(conn, "ratings", "image_id"):
+        conn.execute(
+            "ALTER TABLE ratings ADD COLUMN image_id INTEGER"
+            " REFERENCES images(id) ON DELETE SET NULL"
+        )
+    conn.execute(
+        "UPDATE ratings SET image_id = (SELECT id FROM images WHERE images.path = ratings.path)"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_ratings_image ON ratings(image_id)")
+    # Whatever writes a rating (the rating job, the web page, a script) ties it to its image.
+    conn.execute(
+        "CREATE TRIGGER IF NOT EXISTS trg_ratings_image_id AFTER INSERT ON ratings"
+        " WHEN new.image_id IS NULL BEGIN"
+        " UPDATE ratings SET image_id = (SELECT id FROM images WHERE images.path = new.path)"
+        " WHERE rowid = new.rowid; END"
+    )
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS idx_images_missing ON images(missing_since)"
+        " WHERE missing_since IS NOT NULL"
+    )
+    conn.execute("DROP VIEW IF EXISTS v_images_search")
+    conn.execute(_SEARCH_VIEW_BY_IMAGE_ID)
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in conn.execute(f'PRAGMA table_info("{table}")'))
+
+
+_SEARCH_VIEW_BY_IMAGE_ID = """CREATE VIEW v_images_search AS
+SELECT
+    c.*, r.checkpoints, r.loras, r.embeddings, r.vaes, r.upscalers, r.other_resources,
+    (SELECT MAX(overall) FROM ratings WHERE ratings.image_id = c.id)   AS best_rating
+FROM v_images_with_core_params c JOIN v_images_with_resources r ON r.id = c.id"""
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "create_baseline", create_baseline),
+    Migration(3, "track_image_identity", track_image_identity),
+)
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,8 @@ def test_sql_may_read_views_and_schema(fixture_db) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[:3] == ["path", "model", "overall"]
-    assert len(lines) == 12  # 10 ratings columns, then the two images with film_grain
+    assert lines[10:] == ["image_id", *lines[11:]]  # 10 columns of 0.1.0, then migration 3's
+    assert len(lines) == 13  # 11 ratings columns, then the two images with film_grain
 
 
 def test_finish_merges_folded_duplicates_and_sorts_ties_alphabetically() -> None:

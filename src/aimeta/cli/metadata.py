@@ -183,6 +183,7 @@ def all_command(
             "unchanged": result.dump.unchanged,
             "stored": result.ingest.stored,
             "relinked": result.relinked.images,
+            "missing": result.missing.marked,
             "failed": [{"path": path, "reason": reason} for path, reason in failures],
             "seconds": round(result.dump.seconds + result.ingest.seconds, 3),
             "database": str(result.db_path),
@@ -195,6 +196,7 @@ def all_command(
             f"all: {result.dump.found} files found, {result.dump.read} read,"
             f" {result.dump.unchanged} unchanged, {result.ingest.stored} stored,"
             + (f" {result.relinked.images} moved," if result.relinked.images else "")
+            + (f" {result.missing.marked} missing," if result.missing.marked else "")
             + f" {len(failures)} failed in {result.dump.seconds + result.ingest.seconds:.2f}s",
             highlight=False,
         )

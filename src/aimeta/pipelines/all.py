@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ class AllResult:
     db_path: Path
     exported: bool
     relinked: relink.RelinkResult
+    missing: relink.MissingResult
 
 
 def run(
@@ -47,22 +49,40 @@ def run(
     ``aimeta dump`` followed by ``aimeta ingest`` would write, and a killed run resumes the
     same way.
     """
-    out_dir = settings.out_dir
-    raw = settings.raw_jsonl
-    jobs = settings.jobs or workers.default_jobs()
     found = dump.plan(
         inputs,
-        raw,
+        settings.raw_jsonl,
         recursive=recursive,
         force=force,
         reader=settings.reader,
         relink=True,
         on_event=on_event,
     )
+    roots = [Path(os.path.abspath(given)) for given in inputs]
+    return store(found, settings, [root for root in roots if root.is_dir()], on_event=on_event)
+
+
+def store(
+    found: dump.Plan,
+    settings: Settings,
+    roots: list[Path],
+    *,
+    export_files: bool = True,
+    on_event: events.OnEvent = events.ignore,
+) -> AllResult:
+    """The rest of :func:`run` for a plan made already (``aimeta watch`` plans the files it saw
+    change): re-link moved files (by key, then by content), mark the images under ``roots``
+    whose file is gone as missing, read and store the rest; ``export_files``: rewrite
+    records.jsonl and records.csv when anything changed."""
+    out_dir = settings.out_dir
+    raw = settings.raw_jsonl
+    jobs = settings.jobs or workers.default_jobs()
     conn = db.connect(settings.db)
     try:
         moved = relink.apply(conn, found.moved)
         dump.remember_moved(raw, found.moved)
+        _relink_by_content(conn, found, moved, raw)
+        missing = relink.mark_missing(conn, roots) if roots else relink.MissingResult()
         # Lines written but not stored yet (a killed run, or a separate `aimeta dump`) go
         # first: the position saved below assumes everything before it is stored.
         if raw.is_file():
@@ -99,8 +119,9 @@ def run(
                     # of following it (3,000 files on a disk: ~0.15 s).
                     background.submit(db.checkpoint, settings.db)
                 resolved = _resolve(conn, on_event)
-                exported = (
+                exported = export_files and (
                     ingested.lines > 0
+                    or missing.marked + missing.back > 0
                     or moved.images > 0
                     or resolved.rewritten > 0
                     or not all(path.exists() for path in exports)
@@ -114,7 +135,24 @@ def run(
         summary = db.summary(conn)
     finally:
         conn.close()
-    return AllResult(dumped, ingested, summary, settings.db, exported, moved)
+    return AllResult(dumped, ingested, summary, settings.db, exported, moved, missing)
+
+
+def _relink_by_content(
+    conn: sqlite3.Connection, found: dump.Plan, moved: relink.RelinkResult, raw: Path
+) -> None:
+    """Re-link the files of ``found.pending`` that are a stored image whose file is gone, and
+    take them out of what is read (counted in ``moved``)."""
+    matches = relink.match_by_content(conn, found.pending)
+    if not matches:
+        return
+    done = relink.apply_content(conn, matches)
+    moved.images += done.images
+    moved.ratings += done.ratings
+    relinked = {match.moved.path for match in matches}
+    found.pending = [item for item in found.pending if item.found.path not in relinked]
+    found.result.unchanged += len(relinked)
+    dump.remember_moved(raw, [match.moved for match in matches])
 
 
 def _resolve(conn: sqlite3.Connection, on_event: events.OnEvent) -> ResolveResult:

@@ -65,7 +65,9 @@ class DumpResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _Pending:
+class Pending:
+    """A file to read, with the size and modification time it had when listed."""
+
     found: FoundFile
     size: int
     mtime_ns: int
@@ -95,7 +97,7 @@ class Plan:
     inputs: Sequence[Path]
     out: Path | None
     result: DumpResult
-    pending: list[_Pending]
+    pending: list[Pending]
     moved: list[Moved] = field(default_factory=list)
 
 
@@ -156,9 +158,26 @@ def plan(
         on_event(events.Log(f"cannot read {path}: {reason}", "warning"))
 
     found = find_images(inputs, recursive=recursive, on_error=walk_error)
+    return plan_files(found, inputs, out, result, force=force, relink=relink, started=started)
+
+
+def plan_files(
+    found: Sequence[FoundFile],
+    inputs: Sequence[Path],
+    out: Path | None,
+    result: DumpResult | None = None,
+    *,
+    force: bool = False,
+    relink: bool = False,
+    started: float | None = None,
+) -> Plan:
+    """The plan for these listed files (``plan`` lists the folders; ``aimeta watch`` hands over
+    the files it saw change): those new or changed since the last run, and the moved ones."""
+    started = time.perf_counter() if started is None else started
+    result = DumpResult(out=out) if result is None else result
     result.found = len(found)
     seen = _Seen() if (force or out is None) else _load_seen(out)
-    pending: list[_Pending] = []
+    pending: list[Pending] = []
     moved: list[Moved] = []
     for item in found:
         try:
@@ -176,7 +195,7 @@ def plan(
                 moved.append(Moved(item.key, earlier[2], item.path, item.root, *size_mtime))
                 result.unchanged += 1
                 continue
-        pending.append(_Pending(item, *size_mtime))
+        pending.append(Pending(item, *size_mtime))
     result.seconds = time.perf_counter() - started
     return Plan(inputs, out, result, pending, moved)
 
@@ -248,7 +267,7 @@ def read(
 
 @dataclass(frozen=True, slots=True)
 class _NativeTask:
-    batch: list[_Pending]
+    batch: list[Pending]
     retry: bool
     sha256: bool
     prepare: bool
@@ -262,13 +281,13 @@ class _Chunk:
     payload: bytes
     lines: list[dict[str, Any]]  # without their tags: what the run's accounting needs
     prepared: list[Prepared] | None = None
-    fresh: list[_Pending] = field(default_factory=list)
-    retry: list[_Pending] = field(default_factory=list)
+    fresh: list[Pending] = field(default_factory=list)
+    retry: list[Pending] = field(default_factory=list)
 
 
 def _read_native_task(task: _NativeTask) -> _Chunk:
     """Read one batch with the built-in reader (runs in a worker process)."""
-    retry: list[_Pending] = []
+    retry: list[Pending] = []
     lines, fresh = _read_native_batch(task.batch, retry if task.retry else None, task.sha256)
     chunk = _chunk_of(lines, task.prepare)
     chunk.fresh = fresh
@@ -287,7 +306,7 @@ def _chunk_of(lines: list[dict[str, Any]], prepare: bool) -> _Chunk:
     return _Chunk(payload, summary, prepared)
 
 
-def _split(pending: list[_Pending], reader: str) -> tuple[list[_Pending], list[_Pending]]:
+def _split(pending: list[Pending], reader: str) -> tuple[list[Pending], list[Pending]]:
     if reader == "exiftool":
         return [], pending
     native_items = [p for p in pending if p.found.path.suffix.lower() in NATIVE_EXTENSIONS]
@@ -306,7 +325,7 @@ def _account(result: DumpResult, lines: list[dict[str, Any]]) -> None:
             result.by_reader[line["reader"]] = result.by_reader.get(line["reader"], 0) + 1
 
 
-def _base(item: _Pending, reader: str) -> dict[str, Any]:
+def _base(item: Pending, reader: str) -> dict[str, Any]:
     return {
         "path": str(item.found.path),
         "root": str(item.found.root),
@@ -324,7 +343,7 @@ def _line_for_error(path: str, reason: str) -> dict[str, Any]:
     return {"path": path, "error": reason, "tags": {}, "reader": None}
 
 
-def _finish(line: dict[str, Any], item: _Pending, sha256: bool) -> None:
+def _finish(line: dict[str, Any], item: Pending, sha256: bool) -> None:
     """Add the checksum, the C2PA manifest summary and, for PNGs without generation text,
     stealth infotext."""
     path = item.found.path
@@ -361,11 +380,11 @@ def _add_c2pa(line: dict[str, Any], path: Path) -> None:
 
 
 def _read_native_batch(
-    batch: list[_Pending], fallback: list[_Pending] | None, sha256: bool
-) -> tuple[list[dict[str, Any]], list[_Pending]]:
+    batch: list[Pending], fallback: list[Pending] | None, sha256: bool
+) -> tuple[list[dict[str, Any]], list[Pending]]:
     """Lines for ``batch`` read natively; files the reader rejects go to ``fallback`` if given."""
     lines: list[dict[str, Any]] = []
-    fresh: list[_Pending] = []
+    fresh: list[Pending] = []
     for item in batch:
         line = _base(item, "native")
         try:
@@ -388,14 +407,14 @@ def _read_native_batch(
 
 @dataclass(frozen=True, slots=True)
 class _ExifToolTask:
-    batch: list[_Pending]
+    batch: list[Pending]
     answers: dict[str, dict[str, Any] | str]
     sha256: bool
     prepare: bool
 
 
 def _exiftool_tasks(
-    pool: ExifToolPool, items: list[_Pending], batch_size: int, sha256: bool, prepare: bool
+    pool: ExifToolPool, items: list[Pending], batch_size: int, sha256: bool, prepare: bool
 ) -> Iterator[_ExifToolTask]:
     paths = [str(item.found.path) for item in items]
     index = 0
@@ -413,10 +432,10 @@ def _finish_exiftool_task(task: _ExifToolTask) -> _Chunk:
 
 
 def _exiftool_lines(
-    batch: list[_Pending], answers: dict[str, dict[str, Any] | str], sha256: bool
-) -> tuple[list[dict[str, Any]], list[_Pending]]:
+    batch: list[Pending], answers: dict[str, dict[str, Any] | str], sha256: bool
+) -> tuple[list[dict[str, Any]], list[Pending]]:
     lines: list[dict[str, Any]] = []
-    fresh: list[_Pending] = []
+    fresh: list[Pending] = []
     for item in batch:
         line = _base(item, "exiftool")
         answer = answers.get(str(item.found.path), "ExifTool returned nothing for this file")
@@ -459,7 +478,7 @@ def _not_an_image(tags: dict[str, Any]) -> str | None:
     return f"not an image file (ExifTool sees {kind})"
 
 
-def _chunks(items: list[_Pending], size: int) -> Iterator[list[_Pending]]:
+def _chunks(items: list[Pending], size: int) -> Iterator[list[Pending]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -504,11 +523,16 @@ def _load_seen(out: Path) -> _Seen:
 def remember_moved(out: Path, moved: Sequence[Moved]) -> None:
     """Add the new paths of ``moved`` files to ``<out>.seen`` (call once their stored rows
     point at them: until then a killed run finds them moved again, which is harmless)."""
-    if not moved:
+    remember(out, [(str(m.path), m.size, m.mtime_ns, m.key) for m in moved])
+
+
+def remember(out: Path, files: Sequence[tuple[str, int, int, str]]) -> None:
+    """Add (path, size, mtime_ns, key) of files stored already to ``<out>.seen``."""
+    if not files:
         return
     try:
         with seen_path(out).open("ab") as handle:
-            handle.write(b"".join(_seen_line(m.path, m.size, m.mtime_ns, m.key) for m in moved))
+            handle.write(b"".join(orjson.dumps(list(item)) + b"\n" for item in files))
     except OSError as exc:
         raise OutputError(f"cannot write {seen_path(out)}: {exc.strerror or exc}") from exc
 

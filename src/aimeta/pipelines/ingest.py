@@ -251,6 +251,18 @@ def apply(conn: sqlite3.Connection, batch: list[Prepared], result: IngestResult)
         result.by_generator[generator] = result.by_generator.get(generator, 0) + 1
     db.apply_errors(conn, outcome)
     db.store_batch(conn, rows)
+    attach_ratings(conn, [row.image[2] for row in rows])
+
+
+def attach_ratings(conn: sqlite3.Connection, paths: list[str]) -> None:
+    """Tie AI ratings made before their image was stored (``image_id`` NULL) to it by path."""
+    if not paths or not conn.execute("SELECT 1 FROM ratings WHERE image_id IS NULL").fetchone():
+        return
+    conn.executemany(
+        "UPDATE ratings SET image_id = (SELECT id FROM images WHERE images.path = ratings.path)"
+        " WHERE path = ? AND image_id IS NULL",
+        [(path,) for path in paths],
+    )
 
 
 def identity(source: Path) -> str:

@@ -28,6 +28,9 @@ class RateOptions:
     skip_existing: bool = True
     dry_run: bool = False
     preview_dir: Path | None = None
+    # Only these files of the folder (``aimeta watch --rate``: the images that just landed);
+    # None: every image of the folder.
+    paths: tuple[Path, ...] | None = None
 
 
 @dataclass

@@ -171,8 +171,10 @@ class Outputs:
         with db.transaction(self.conn):
             self.conn.execute(
                 "INSERT INTO ratings (path, model, overall, scores_json, keywords_json,"
-                " prompt_tokens, completion_tokens, duration_s, prompt_hash, rated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(path, model) DO UPDATE SET"
+                " prompt_tokens, completion_tokens, duration_s, prompt_hash, rated_at, image_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?, (SELECT id FROM images WHERE path = ?))"
+                " ON CONFLICT(path, model) DO UPDATE SET"
+                " image_id=COALESCE(excluded.image_id, ratings.image_id),"
                 " overall=excluded.overall, scores_json=excluded.scores_json,"
                 " keywords_json=excluded.keywords_json, prompt_tokens=excluded.prompt_tokens,"
                 " completion_tokens=excluded.completion_tokens, duration_s=excluded.duration_s,"
@@ -188,6 +190,7 @@ class Outputs:
                     round(answer.duration_s, 3),
                     self.prompts.prompt_hash,
                     rated_at,
+                    outcome.path,
                 ),
             )
             db.clear_errors(self.conn, [outcome.path], STAGE)

@@ -60,9 +60,10 @@ def select_images(options: RateOptions, model: str, outputs: Outputs, log: Log) 
 
 
 def _images_in(options: RateOptions, log: Log) -> list[str]:
-    """The image files of the folder, without the previews a previous run kept inside it."""
+    """The image files of the folder (or the given ones), without the previews a previous run
+    kept inside it."""
     found = find_images(
-        [options.folder],
+        list(options.paths) if options.paths is not None else [options.folder],
         recursive=options.recursive,
         extensions=IMAGE_SUFFIXES,
         on_error=lambda path, reason: log(f"{path}: {reason}", "warning"),
