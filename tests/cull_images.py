@@ -26,12 +26,14 @@ def scene(seed: int, size: tuple[int, int] = SIZE) -> Image.Image:
     rng = np.random.default_rng(seed)
     width, height = size
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    canvas = np.zeros((height, width, 3)) + rng.uniform(60, 140, 3)
-    for _blob in range(6):
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(angle) * xs / width + np.sin(angle) * ys / height)[..., None]
+    canvas = rng.uniform(70, 130, 3) + ramp * rng.uniform(-60, 60, 3)
+    for _blob in range(10):
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        radius = rng.uniform(40, 140)
+        radius = rng.uniform(25, 90)
         weight = np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * radius**2))
-        canvas += weight[..., None] * rng.uniform(-90, 90, 3)
+        canvas += weight[..., None] * rng.uniform(-120, 120, 3)
     texture = rng.normal(0, 14, (height // 2, width // 2))
     canvas += np.kron(texture, np.ones((2, 2)))[:height, :width, None]
     return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
