@@ -19,7 +19,7 @@ import pytest
 from PIL import ImageFilter
 from PIL.PngImagePlugin import PngInfo
 
-from aimeta.pipelines import cull
+from aimeta.pipelines import cull, search
 from aimeta.settings import Settings
 from cull_images import scene, variant
 from openai_server import Judge, serve
@@ -152,6 +152,13 @@ def test_groups_ranked_once_each_with_picks_and_rejects(
     }
     assert "Label" not in read["single.png.xmp"]
     assert read["g0_1.jpg.xmp"]["Rating"] == by_name["g0_1.jpg"]["stars"]
+
+    # `aimeta search` shows the decision with each hit
+    with sqlite3.connect(settings.db) as conn:
+        hits = {Path(h.path).name: h for h in search.search(conn, search.SearchQuery(limit=0))}
+    assert hits["g0_1.jpg"].cull is not None
+    assert hits["g0_1.jpg"].cull["decision"] == "pick" and hits["g0_1.jpg"].cull["rank"] == 1
+    assert hits["g0_1.jpg"].cull["stars"] == by_name["g0_1.jpg"]["stars"]
 
 
 DARKTABLE_SIDECAR = """<?xml version="1.0" encoding="UTF-8"?>
