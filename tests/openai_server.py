@@ -175,7 +175,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         urls = _image_urls(body)
         if len(urls) >= 2:
-            self._send_chat(state, body, number, json.dumps(ranking_for(urls, state.judge)))
+            text = json.dumps(ranking_for(urls, state.judge))
+            if mode == "malformed_json":  # cut JSON would still name every image
+                text = "Hard to say; maybe image 2."
+            self._send_chat(state, body, number, text)
             return
         image_url = urls[0] if urls else ""
         answer = answer_for(image_url)

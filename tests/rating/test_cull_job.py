@@ -280,6 +280,24 @@ def test_big_group_ranked_in_overlapping_rounds(
     assert ranks["b3.png"] == 1 and sorted(ranks.values()) == list(range(1, 8))
 
 
+def test_invalid_rankings_asked_again_once_then_recorded_as_failures(
+    tmp_path: Path, cull_settings: Callable[..., Settings]
+) -> None:
+    folder = tmp_path / "photos"
+    _photos(folder, groups=2, blurry=False)
+    with serve(mode="malformed_json") as server:
+        settings = cull_settings(server.base_url)
+        result = cull.run(settings, cull.CullOptions(folder=folder))
+        asked = len(_ranking_requests(server.chat_bodies()))
+    assert asked == 4 and len(result.failed) == 2  # two tries per group
+    assert all("rank images 1 to 4" in reason for _path, reason in result.failed)
+    assert {row["decision"] for row in result.decisions.values()} == {"keep"}
+    with sqlite3.connect(settings.db) as conn:
+        recorded = conn.execute("SELECT count(*) FROM cull_rankings").fetchone()[0]
+        errors = conn.execute("SELECT count(*) FROM errors WHERE stage = 'cull'").fetchone()[0]
+    assert recorded == 0 and errors == 2
+
+
 def test_dry_run_shows_groups_and_writes_nothing(
     tmp_path: Path, cull_settings: Callable[..., Settings]
 ) -> None:
