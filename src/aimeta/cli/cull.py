@@ -31,7 +31,10 @@ def cull(
         False, "--overwrite", help="Replace star ratings the user has set."
     ),
     group_window: float = typer.Option(
-        2.0, "--group-window", help="Seconds between two shots of one burst."
+        None,
+        "--group-window",
+        help="Seconds between two shots of one burst.",
+        show_default="2",
     ),
     hash_distance: int = typer.Option(
         14, "--hash-distance", help="Perceptual-hash bits two near-duplicates may differ in."
@@ -89,6 +92,8 @@ def cull(
     )
     from aimeta.pipelines import cull as cull_pipeline
 
+    # The window's default lives with the grouping code (numpy is not imported at start-up).
+    window = {} if group_window is None else {"group_window": group_window}
     options = cull_pipeline.CullOptions(
         folder=folder,
         xmp=xmp,
@@ -96,7 +101,7 @@ def cull(
         recursive=recursive,
         dry_run=dry_run,
         overwrite=overwrite,
-        group_window=group_window,
+        **window,
         hash_distance=hash_distance,
         group_size=group_size,
         distribution=shares,
