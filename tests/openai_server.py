@@ -11,11 +11,22 @@ different but repeatable ratings. ``mode`` picks a fault (see MODES); ``fail_tim
 many requests the transient faults (500, 429, timeout, html_200, truncated_200) hit before
 the server behaves.
 ``closed_port_url()`` gives a URL where nothing listens (connection refused).
+
+A request with two or more images is a ranking request (``aimeta cull``): the answer is
+``{"ranking": [...], "reasons": {...}}``. With ``judge=Judge(absolute_noise, compare_noise)``
+the server plays a model that is noisy in absolute scores and better at comparisons: an image
+made by ``tests/cull_images.py`` carries a hidden quality q (0-1) in a marker block, the
+rating of one image is ``1 + 4 * (q + N(0, absolute_noise))`` rounded into 1-5, and a ranking
+orders the images by ``q + N(0, compare_noise)``. The noise is seeded by the images sent, so
+the same request gets the same answer. Images without a marker get a quality from their bytes.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import random
 import socket
 import threading
 import time
@@ -47,6 +58,15 @@ MODES = (
 )
 
 
+@dataclass(frozen=True)
+class Judge:
+    """A simulated model: the noise (standard deviation, on the 0-1 quality scale) of its
+    absolute scores and of its comparisons."""
+
+    absolute_noise: float = 0.25
+    compare_noise: float = 0.05
+
+
 @dataclass
 class ServerState:
     """What the server saw; read it from the test."""
@@ -58,6 +78,7 @@ class ServerState:
     retry_after: float = 1.0
     timeout_sleep: float = 2.0
     model_id: str = "test-vision-model"
+    judge: Judge | None = None
     base_url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
     request_times: list[float] = field(default_factory=list)
@@ -152,8 +173,17 @@ class _Handler(BaseHTTPRequestHandler):
             whole = json.dumps({"choices": [{"message": {"content": "{}"}}]}).encode()
             self._send_raw(200, whole[: len(whole) // 2], "application/json")
             return
-        image_url = _image_url(body)
+        urls = _image_urls(body)
+        if len(urls) >= 2:
+            text = json.dumps(ranking_for(urls, state.judge))
+            if mode == "malformed_json":  # cut JSON would still name every image
+                text = "Hard to say; maybe image 2."
+            self._send_chat(state, body, number, text)
+            return
+        image_url = urls[0] if urls else ""
         answer = answer_for(image_url)
+        if state.judge is not None:
+            answer = judged_answer(image_url, state.judge, answer)
         text = json.dumps(answer)
         finish = "stop"
         if mode == "malformed_json":
@@ -173,6 +203,11 @@ class _Handler(BaseHTTPRequestHandler):
             text, finish = text[:20], "length"
         elif mode == "reject_schema":
             text = "Sure! " + text
+        self._send_chat(state, body, number, text, finish)
+
+    def _send_chat(
+        self, state: ServerState, body: dict[str, Any], number: int, text: str, finish: str = "stop"
+    ) -> None:
         self._send(
             200,
             {
@@ -208,14 +243,52 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (its time-out); nothing to tell it
 
 
-def _image_url(body: dict[str, Any]) -> str:
+def _image_urls(body: dict[str, Any]) -> list[str]:
+    urls = []
     for message in body.get("messages", []):
         content = message.get("content")
         if isinstance(content, list):
             for part in content:
                 if isinstance(part, dict) and part.get("type") == "image_url":
-                    return str(part["image_url"]["url"])
-    return ""
+                    urls.append(str(part["image_url"]["url"]))
+    return urls
+
+
+def hidden_quality(image_url: str) -> float | None:
+    """The quality a marker of tests/cull_images.py carries in the image; None without one."""
+    from cull_images import read_quality
+
+    try:
+        data = base64.b64decode(image_url.split(",", 1)[1])
+    except (IndexError, ValueError):
+        return None
+    return read_quality(io.BytesIO(data))
+
+
+def _quality(image_url: str) -> float:
+    found = hidden_quality(image_url)
+    if found is not None:
+        return found
+    return (zlib.crc32(image_url.encode("ascii", "replace")) % 1000) / 1000
+
+
+def judged_answer(image_url: str, judge: Judge, answer: dict[str, Any]) -> dict[str, Any]:
+    """``answer`` with the overall stars of the simulated model."""
+    noise = random.Random(zlib.crc32(image_url.encode("ascii", "replace")))
+    seen = _quality(image_url) + noise.gauss(0.0, judge.absolute_noise)
+    return {**answer, "overall": max(1, min(5, round(1 + 4 * seen)))}
+
+
+def ranking_for(urls: list[str], judge: Judge | None) -> dict[str, Any]:
+    """The ranking answer for images sent in this order (numbers are 1-based)."""
+    noise = random.Random(zlib.crc32("|".join(urls).encode("ascii", "replace")))
+    spread = judge.compare_noise if judge is not None else 0.0
+    seen = [_quality(url) + noise.gauss(0.0, spread) for url in urls]
+    order = sorted(range(len(urls)), key=lambda index: -seen[index])
+    return {
+        "ranking": [index + 1 for index in order],
+        "reasons": {str(order[0] + 1): "sharpest and best composed"},
+    }
 
 
 class _Server(ThreadingHTTPServer):
@@ -233,6 +306,7 @@ def serve(
     retry_after: float = 1.0,
     timeout_sleep: float = 2.0,
     model_id: str = "test-vision-model",
+    judge: Judge | None = None,
 ) -> Iterator[ServerState]:
     """Run the server for the ``with`` block; ``state.base_url`` ends in ``/v1``."""
     if mode not in MODES:
@@ -245,6 +319,7 @@ def serve(
         retry_after=retry_after,
         timeout_sleep=timeout_sleep,
         model_id=model_id,
+        judge=judge,
     )
     state._slots = threading.Semaphore(slots)
     server = _Server(("127.0.0.1", 0), _Handler)

@@ -148,9 +148,60 @@ SELECT
 FROM v_images_with_core_params c JOIN v_images_with_resources r ON r.id = c.id"""
 
 
+def add_cull_tables(conn: sqlite3.Connection) -> None:
+    """Migration 4 (``aimeta cull``): technical signals and perceptual hash per image, the
+    model's ranking of each group (the record a killed run resumes from) and the decisions."""
+    for statement in _CULL_TABLES:
+        conn.execute(statement)
+
+
+_CULL_TABLES = (
+    """CREATE TABLE IF NOT EXISTS cull_signals (
+    image_id     INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    sharpness    REAL NOT NULL,    -- variance of the Laplacian of luminance (0-1 scale)
+    highlights   REAL NOT NULL,    -- share of pixels clipped white
+    shadows      REAL NOT NULL,    -- share of pixels clipped black
+    noise        REAL NOT NULL,    -- estimated noise sigma (0-1 scale)
+    width        INTEGER NOT NULL, -- of the image file
+    height       INTEGER NOT NULL,
+    captured     REAL,             -- EXIF capture time, seconds since the epoch (local)
+    phash        TEXT NOT NULL,    -- 64-bit perceptual hash, hex
+    reasons_json TEXT NOT NULL,    -- ["blurry", "overexposed", ...]
+    computed_at  TEXT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS cull_rankings (
+    group_key    TEXT NOT NULL,    -- sha1 of the group's sorted image ids
+    model        TEXT NOT NULL,
+    members_json TEXT NOT NULL,    -- image ids, in the order they were sent
+    order_json   TEXT NOT NULL,    -- image ids, best first
+    reasons_json TEXT NOT NULL,    -- {image id: the model's reason}
+    requests     INTEGER NOT NULL,
+    ranked_at    TEXT NOT NULL,
+    PRIMARY KEY (group_key, model)
+)""",
+    """CREATE TABLE IF NOT EXISTS cull_decisions (
+    image_id   INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    group_id   INTEGER,
+    rank       INTEGER,
+    stars      INTEGER,
+    decision   TEXT NOT NULL CHECK (decision IN ('pick', 'reject', 'keep')),
+    model      TEXT,
+    decided_at TEXT NOT NULL
+)""",
+    # Beyond the shared contract: why an image is a reject candidate, and its group's size.
+    """CREATE TABLE IF NOT EXISTS cull_reasons (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    reason   TEXT NOT NULL,
+    PRIMARY KEY (image_id, reason)
+) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS idx_cull_decisions_group ON cull_decisions(group_id)",
+)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_baseline", create_baseline),
     Migration(3, "track_image_identity", track_image_identity),
+    Migration(4, "add_cull_tables", add_cull_tables),
 )
 
 

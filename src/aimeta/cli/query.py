@@ -315,10 +315,18 @@ def _hits_table(hits: list[search_pipeline.SearchHit]) -> Table:
             hit.model or "",
             hit.sampler or "",
             hit.seed or "",
-            "" if hit.best_rating is None else str(hit.best_rating),
+            _rating_text(hit),
             prompt[:60] + ("…" if len(prompt) > 60 else ""),
         )
     return table
+
+
+def _rating_text(hit: search_pipeline.SearchHit) -> str:
+    """The AI rating, then cull's stars and decision when the image was culled."""
+    text = "" if hit.best_rating is None else str(hit.best_rating)
+    if hit.cull:
+        text += f" cull {hit.cull['stars']}★ {hit.cull['decision']}".rstrip()
+    return text.strip()
 
 
 @app.command("stats")

@@ -62,6 +62,8 @@ class SearchHit:
     prompt: str | None
     negative_prompt: str | None
     loras: list[dict[str, Any]] = field(default_factory=list)
+    # `aimeta cull`'s decision: group (id), rank, stars, decision; None when not culled
+    cull: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json`` (the id as text: it is a 63-bit number)."""
@@ -226,9 +228,12 @@ SELECT i.id, i.path, i.generator,
     (SELECT value FROM kv WHERE image_id = i.id AND key = 'negative_prompt'),
     (SELECT json_group_array(json_object('name', name, 'weight', weight))
      FROM (SELECT name, weight FROM resources WHERE image_id = i.id AND kind = 'lora'
-           ORDER BY name))
+           ORDER BY name)),
+    {cull}
 FROM images i WHERE i.id IN (SELECT value FROM json_each(:ids))
 """
+_CULL = """(SELECT json_object('group', CAST(group_id AS TEXT), 'rank', rank, 'stars', stars,
+    'decision', decision) FROM cull_decisions WHERE image_id = i.id)"""
 _DETAIL_BATCH = 500
 
 
@@ -251,9 +256,13 @@ def search(conn: sqlite3.Connection, query: SearchQuery) -> list[SearchHit]:
             ) from exc
         raise UsageError(f"the search could not run: {exc}") from exc
     hits = []
+    culled = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cull_decisions'"
+    ).fetchone()
+    details = _DETAILS.format(cull=_CULL if culled else "NULL")
     for start in range(0, len(ids), _DETAIL_BATCH):
         batch = orjson.dumps(ids[start : start + _DETAIL_BATCH]).decode("ascii")
-        for row in conn.execute(_DETAILS, {"ids": batch, "rating_model": query.rating_model}):
+        for row in conn.execute(details, {"ids": batch, "rating_model": query.rating_model}):
             hits.append(
                 SearchHit(
                     id=row[0],
@@ -266,6 +275,7 @@ def search(conn: sqlite3.Connection, query: SearchQuery) -> list[SearchHit]:
                     prompt=row[7],
                     negative_prompt=row[8],
                     loras=orjson.loads(row[9]) if row[9] else [],
+                    cull=orjson.loads(row[10]) if row[10] else None,
                 )
             )
     hits.sort(key=lambda hit: hit.path)

@@ -25,6 +25,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,7 +136,36 @@ class ModelClient:
         """Ask about one image; return the answer text with token usage and duration.
 
         Raise ModelServerError when no usable answer came (after retries)."""
-        image_url = "data:image/jpeg;base64," + base64.b64encode(image_jpeg).decode("ascii")
+        content = [{"type": "text", "text": user_prompt}, _image_part(image_jpeg)]
+        return self._complete(model, system_prompt, content, temperature, max_tokens, schema)
+
+    def chat_images(
+        self,
+        *,
+        model: str,
+        system_prompt: str,
+        user_prompt: str,
+        images: Sequence[tuple[str, bytes]],
+        temperature: float,
+        max_tokens: int,
+        schema: dict[str, Any] | None = None,
+    ) -> ChatAnswer:
+        """Ask about several images in one request: the prompt, then per image its label
+        (e.g. ``Image 1``) as a text part followed by the image. Same errors as :meth:`chat`."""
+        content: list[dict[str, Any]] = [{"type": "text", "text": user_prompt}]
+        for label, jpeg in images:
+            content += [{"type": "text", "text": label}, _image_part(jpeg)]
+        return self._complete(model, system_prompt, content, temperature, max_tokens, schema)
+
+    def _complete(
+        self,
+        model: str,
+        system_prompt: str,
+        content: list[dict[str, Any]],
+        temperature: float,
+        max_tokens: int,
+        schema: dict[str, Any] | None,
+    ) -> ChatAnswer:
         payload: dict[str, Any] = {
             "model": model,
             "temperature": temperature,
@@ -143,13 +173,7 @@ class ModelClient:
             "stream": False,
             "messages": [
                 {"role": "system", "content": system_prompt},
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": user_prompt},
-                        {"type": "image_url", "image_url": {"url": image_url}},
-                    ],
-                },
+                {"role": "user", "content": content},
             ],
         }
         use_schema = schema is not None and not self._schema_rejected
@@ -216,6 +240,11 @@ class ModelClient:
         if status == 400 and "response_format" in detail.lower():
             raise _SchemaRejected(detail)
         raise ModelServerError(f"{self.base_url}{path} answered HTTP {status}: {detail}".strip())
+
+
+def _image_part(jpeg: bytes) -> dict[str, Any]:
+    url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+    return {"type": "image_url", "image_url": {"url": url}}
 
 
 def _not_json(response: httpx.Response) -> str:

@@ -51,6 +51,10 @@ _READ_TAGS = (
     "-XMP-lr:HierarchicalSubject",
     "-XMP-aimeta:Model",
     "-XMP-xmp:Rating",
+    "-XMP-xmp:Label",
+    "-XMP-aimeta:Overall",
+    "-XMP-aimeta:CullStars",
+    "-XMP-aimeta:CullDecision",
 )
 _WARM_UP_TIME = "2000-01-01T00:00:00Z"
 
@@ -114,6 +118,19 @@ class SidecarInfo:
     hierarchical: tuple[str, ...]
     model: str | None
     rating: int | None
+    label: str | None = None
+    overall: int | None = None  # aimeta's rating (``aimeta rate``)
+    cull_stars: int | None = None  # aimeta's stars (``aimeta cull``)
+    cull_decision: str | None = None
+
+    @property
+    def user_rating(self) -> bool:
+        """True when ``xmp:Rating`` holds a rating that aimeta did not write (0 and no rating
+        count as unset; -1, "rejected", counts as set)."""
+        if self.rating is None or self.rating == 0:
+            return False
+        written_by_rate = self.model is not None and self.rating == self.overall
+        return not written_by_rate and self.rating != self.cull_stars
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +234,33 @@ class SidecarWriter:
             raise OutputError(f"cannot write the sidecar {target}: {reason}")
         return target
 
+    def write_cull(
+        self,
+        image: Path,
+        mark: CullMark,
+        style: str = "darktable",
+        *,
+        overwrite: bool = False,
+        user_rated: bool = False,
+    ) -> tuple[Path, bool]:
+        """Write ``mark`` into the sidecar of ``image``: the stars only where the user has
+        set no rating -- in the sidecar, or ``user_rated`` (the library's own record) -- unless
+        ``overwrite``; the label and the keywords under
+        CULL_KEYWORD_PARENT (those of an earlier cull replaced). Return the sidecar's path
+        and whether the stars were written. Raise OutputError as :meth:`write` does."""
+        target = sidecar_path(image, style)
+        stale = target.with_name(target.name + "_exiftool_tmp")
+        if stale.is_file():
+            stale.unlink()
+        before = self.read(target) if target.exists() else None
+        rate_it = overwrite or not (user_rated or (before is not None and before.user_rating))
+        arguments = ["-overwrite_original", *_cull_args(mark, before, rate_it), str(target)]
+        output, status, errors = self._execute(arguments)
+        if status != 0 or "error" in errors.lower():
+            reason = _first_line(errors) or _first_line(output) or f"exit status {status}"
+            raise OutputError(f"cannot write the sidecar {target}: {reason}")
+        return target, rate_it
+
     def _execute(self, arguments: list[str]) -> tuple[str, int, str]:
         if any(re.search(r"[\x00-\x1f]", arg) for arg in arguments):
             return self._execute_once(arguments)
@@ -245,6 +289,50 @@ class SidecarWriter:
         except subprocess.TimeoutExpired as exc:
             raise ExifToolFailed("ExifTool took longer than 120 s") from exc
         return done.stdout, done.returncode, done.stderr
+
+
+@dataclass(frozen=True, slots=True)
+class CullMark:
+    """What ``aimeta cull`` writes for one image."""
+
+    stars: int
+    decision: str  # pick | reject | keep
+    reasons: tuple[str, ...]
+
+
+# The parent of cull's keywords in lr:hierarchicalSubject ("aimeta cull|pick", "...|blurry").
+CULL_KEYWORD_PARENT = "aimeta cull"
+# Colour labels (xmp:Label) that Lightroom shows and darktable imports as colour labels.
+CULL_LABELS = {"pick": "Green", "reject": "Red"}
+
+
+def _cull_args(mark: CullMark, before: SidecarInfo | None, rate_it: bool) -> list[str]:
+    arguments = []
+    if rate_it:
+        arguments.append(f"-XMP-xmp:Rating={mark.stars}")
+    label = CULL_LABELS.get(mark.decision)
+    previous = CULL_LABELS.get(before.cull_decision or "") if before else None
+    if label is not None:
+        arguments.append(f"-XMP-xmp:Label={label}")
+    elif previous is not None and before is not None and before.label == previous:
+        arguments.append("-XMP-xmp:Label=")  # our old label; the user's own stays
+    prefix = CULL_KEYWORD_PARENT + "|"
+    for old in before.hierarchical if before else ():
+        if old.startswith(prefix):
+            arguments.append(f"-XMP-lr:HierarchicalSubject-={old}")
+    named = (mark.decision,) if mark.decision in CULL_LABELS else ()
+    words = [_clean(word) for word in (*named, *mark.reasons)]
+    have_subjects = {word.casefold() for word in (before.subjects if before else ())}
+    for word in words:
+        arguments.append(f"-XMP-lr:HierarchicalSubject+={prefix}{word}")
+        if word.casefold() not in have_subjects:
+            arguments.append(f"-XMP-dc:Subject+={word}")
+            have_subjects.add(word.casefold())
+    arguments += [
+        f"-XMP-aimeta:CullStars={mark.stars}",
+        f"-XMP-aimeta:CullDecision={_clean(mark.decision)}",
+    ]
+    return arguments
 
 
 def _rating_args(result: SidecarRating, before: SidecarInfo | None) -> list[str]:
@@ -281,13 +369,21 @@ def _info(data: dict[str, Any]) -> SidecarInfo:
         items = value if isinstance(value, list) else [value]
         return tuple(str(item) for item in items)
 
-    model = data.get("Model")
-    rating = data.get("Rating")
+    def as_int(value: Any) -> int | None:
+        return int(value) if isinstance(value, int | float) else None
+
+    def as_text(value: Any) -> str | None:
+        return str(value) if value is not None else None
+
     return SidecarInfo(
         subjects=as_tuple(data.get("Subject")),
         hierarchical=as_tuple(data.get("HierarchicalSubject")),
-        model=str(model) if model is not None else None,
-        rating=int(rating) if isinstance(rating, int | float) else None,
+        model=as_text(data.get("Model")),
+        rating=as_int(data.get("Rating")),
+        label=as_text(data.get("Label")),
+        overall=as_int(data.get("Overall")),
+        cull_stars=as_int(data.get("CullStars")),
+        cull_decision=as_text(data.get("CullDecision")),
     )
 
 

@@ -31,6 +31,9 @@ class RateOptions:
     # Only these files of the folder (``aimeta watch --rate``: the images that just landed);
     # None: every image of the folder.
     paths: tuple[Path, ...] | None = None
+    # Record the ratings in the database only (no sidecar, no CSV): how `aimeta cull` gets
+    # the absolute scores it calibrates with.
+    database_only: bool = False
 
 
 @dataclass
@@ -107,7 +110,7 @@ def check_options(settings: Settings, options: RateOptions) -> dict[str, str]:
     problems: dict[str, str] = {}
     if not options.folder.is_dir():
         problems["folder"] = f"{options.folder} is not a folder"
-    if not options.xmp and not options.csv:
+    if not options.xmp and not options.csv and not options.database_only:
         problems["xmp"] = "at least one output is needed: XMP sidecars or the CSV"
     if not settings.api_urls:
         problems["api_urls"] = "no model server URL given"
