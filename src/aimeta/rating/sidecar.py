@@ -7,6 +7,10 @@
   aimeta's own properties in the ``aimeta`` namespace defined by ``aimeta.config`` (model,
   overall, scores, time, prompt hash). ExifTool rewrites only the tags named, so darktable's
   history and every other property stay as they were.
+- The user's own rating (the library of ``aimeta web``, :meth:`SidecarWriter.write_user`) goes
+  to ``xmp:Rating`` (-1 for a reject), ``xmp:Label`` (Green for a pick, Red for a reject) and
+  ``aimeta:UserRating``; while a sidecar holds ``aimeta:UserRating``, ``aimeta rate`` writes its
+  own properties and keywords but leaves ``xmp:Rating`` to the user.
 - One stay-open ExifTool process serves a whole run. Each line sent to it is one argument, so
   every value is stripped of control characters first; a path holding a newline is written by
   a one-off ExifTool process with list arguments instead. Never a shell.
@@ -51,6 +55,7 @@ _READ_TAGS = (
     "-XMP-lr:HierarchicalSubject",
     "-XMP-aimeta:Model",
     "-XMP-xmp:Rating",
+    "-XMP-aimeta:UserRating",
 )
 _WARM_UP_TIME = "2000-01-01T00:00:00Z"
 
@@ -114,6 +119,7 @@ class SidecarInfo:
     hierarchical: tuple[str, ...]
     model: str | None
     rating: int | None
+    user_rating: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +223,31 @@ class SidecarWriter:
             raise OutputError(f"cannot write the sidecar {target}: {reason}")
         return target
 
+    def write_user(
+        self, image: Path, stars: int | None, pick: int, rated_at: str, style: str = "darktable"
+    ) -> Path:
+        """Write the user's rating of ``image``: ``stars`` (0-5, None: unrated) and ``pick``
+        (1 pick, -1 reject, 0 neither) into its sidecar; return the sidecar's path."""
+        target = sidecar_path(image, style)
+        stale = target.with_name(target.name + "_exiftool_tmp")
+        if stale.is_file():
+            stale.unlink()
+        value = -1 if pick == -1 else (stars or 0)
+        label = {1: "Green", -1: "Red"}.get(pick, "")
+        arguments = [
+            "-overwrite_original",
+            f"-XMP-xmp:Rating={value}",
+            f"-XMP-xmp:Label={label}",
+            f"-XMP-aimeta:UserRating={value}",
+            f"-XMP-aimeta:UserRatedAt={_exif_time(rated_at)}",
+            str(target),
+        ]
+        output, status, errors = self._execute(arguments)
+        if status != 0 or "error" in errors.lower():
+            reason = _first_line(errors) or _first_line(output) or f"exit status {status}"
+            raise OutputError(f"cannot write the sidecar {target}: {reason}")
+        return target
+
     def _execute(self, arguments: list[str]) -> tuple[str, int, str]:
         if any(re.search(r"[\x00-\x1f]", arg) for arg in arguments):
             return self._execute_once(arguments)
@@ -251,7 +282,9 @@ def _rating_args(result: SidecarRating, before: SidecarInfo | None) -> list[str]
     rating = result.rating
     have_subjects = {word.casefold() for word in (before.subjects if before else ())}
     have_hierarchical = {word.casefold() for word in (before.hierarchical if before else ())}
-    arguments = [f"-XMP-xmp:Rating={rating.overall}"]
+    # The user's own rating wins: a sidecar rated in the library keeps its xmp:Rating.
+    user_rated = before is not None and before.user_rating is not None
+    arguments = [] if user_rated else [f"-XMP-xmp:Rating={rating.overall}"]
     for keyword in rating.keywords:
         word = _clean(keyword)
         if word.casefold() not in have_subjects:
@@ -283,11 +316,13 @@ def _info(data: dict[str, Any]) -> SidecarInfo:
 
     model = data.get("Model")
     rating = data.get("Rating")
+    user_rating = data.get("UserRating")
     return SidecarInfo(
         subjects=as_tuple(data.get("Subject")),
         hierarchical=as_tuple(data.get("HierarchicalSubject")),
         model=str(model) if model is not None else None,
         rating=int(rating) if isinstance(rating, int | float) else None,
+        user_rating=int(user_rating) if isinstance(user_rating, int | float) else None,
     )
 
 

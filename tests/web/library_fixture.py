@@ -1,0 +1,65 @@
+"""A small library for the library tests: PNGs with A1111 parameters, read by `aimeta all`
+(the real pipeline), and AI ratings stored as `aimeta rate` stores them."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from aimeta.pipelines import all as all_pipeline
+from aimeta.settings import Settings
+from factory import png_with_text
+
+COLOURS = ("red", "blue", "green", "black")
+THINGS = ("hair", "dress", "sky")
+MODELS = ("dreamshaper_8", "juggernautXL")
+LORAS = ("add_detail", "film_grain", "")
+SAMPLERS = ("Euler a", "DPM++ 2M")
+
+
+@dataclass(frozen=True)
+class Made:
+    database: Path
+    folder: Path
+    images: list[Path]
+
+
+def infotext(index: int) -> str:
+    colour, thing = COLOURS[index % 4], THINGS[index % 3]
+    lora = LORAS[index % 3]
+    prompt = f"masterpiece, ({colour} {thing}:1.2), portrait, photo number {index}"
+    if lora:
+        prompt += f" <lora:{lora}:0.7>"
+    negative = "blurry, lowres" if index % 2 else "watermark"
+    return (
+        f"{prompt}\nNegative prompt: {negative}\nSteps: 20, Sampler: {SAMPLERS[index % 2]},"
+        f" CFG scale: 7, Seed: {1000 + index}, Size: 64x48, Model: {MODELS[index % 2]}"
+    )
+
+
+def make_library(root: Path, count: int = 12, *, sub: str = "") -> Made:
+    """``count`` PNGs under root/photos (in root/photos/<sub> when given), indexed into
+    root/out/images.db; images 0, 3, 6, ... get an AI rating of 1 + index % 5."""
+    folder = root / "photos"
+    target = folder / sub if sub else folder
+    target.mkdir(parents=True, exist_ok=True)
+    images = [
+        png_with_text(
+            target / f"img{index:03d}.png",
+            {"parameters": infotext(index)},
+            size=(64 + index, 48),
+        )
+        for index in range(count)
+    ]
+    out = root / "out"
+    all_pipeline.run([folder], Settings(out_dir=out, db=out / "images.db", jobs=1))
+    database = out / "images.db"
+    with sqlite3.connect(database) as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO ratings (path, model, overall, scores_json, keywords_json,"
+            " rated_at) VALUES (?, 'tester', ?, '{\"impact\": 3}', '[\"kw\"]',"
+            " '2024-06-01T00:00:00Z')",
+            [(str(path), 1 + index % 5) for index, path in enumerate(images) if index % 3 == 0],
+        )
+    return Made(database, folder, images)
