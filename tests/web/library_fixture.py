@@ -7,9 +7,10 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image, PngImagePlugin
+
 from aimeta.pipelines import all as all_pipeline
 from aimeta.settings import Settings
-from factory import png_with_text
 
 COLOURS = ("red", "blue", "green", "black")
 THINGS = ("hair", "dress", "sky")
@@ -38,20 +39,26 @@ def infotext(index: int) -> str:
     )
 
 
+def picture(path: Path, index: int) -> Path:
+    """A PNG with a gradient of its own colour (so thumbnails differ) and A1111 parameters,
+    landscape or portrait by index, written by Pillow as A1111 writes them."""
+    size = (240, 180) if index % 3 else (180, 240)
+    ramp = Image.linear_gradient("L").resize(size)
+    hue = Image.new("L", size, (index * 37) % 256)
+    rgb = Image.merge("HSV", (hue, Image.new("L", size, 150), ramp)).convert("RGB")
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", infotext(index))
+    rgb.save(path, pnginfo=info)
+    return path
+
+
 def make_library(root: Path, count: int = 12, *, sub: str = "") -> Made:
     """``count`` PNGs under root/photos (in root/photos/<sub> when given), indexed into
     root/out/images.db; images 0, 3, 6, ... get an AI rating of 1 + index % 5."""
     folder = root / "photos"
     target = folder / sub if sub else folder
     target.mkdir(parents=True, exist_ok=True)
-    images = [
-        png_with_text(
-            target / f"img{index:03d}.png",
-            {"parameters": infotext(index)},
-            size=(64 + index, 48),
-        )
-        for index in range(count)
-    ]
+    images = [picture(target / f"img{index:03d}.png", index) for index in range(count)]
     out = root / "out"
     all_pipeline.run([folder], Settings(out_dir=out, db=out / "images.db", jobs=1))
     database = out / "images.db"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,9 +52,12 @@ _SORT_KEYS: dict[str, tuple[str, bool]] = {
 class LibraryQuery:
     """One request for a page: ``search`` filters (its limit is ignored), ``folder`` a path
     prefix, ``rated`` one of :data:`RATED` (None: no condition), ``sort`` one of :data:`SORTS`
-    (``seed`` for random), ``limit`` images a page, ``cursor`` from the previous page."""
+    (``seed`` for random), ``limit`` images a page, ``cursor`` from the previous page.
+    ``not_models``/``not_loras`` exclude images made with them (the facets' alt-click)."""
 
     search: SearchQuery = field(default_factory=SearchQuery)
+    not_models: tuple[str, ...] = ()
+    not_loras: tuple[str, ...] = ()
     folder: str | None = None
     rated: str | None = None
     sort: str = "newest"
@@ -101,12 +104,11 @@ def _conditions(query: LibraryQuery) -> tuple[list[str], dict[str, Any]]:
     params: dict[str, Any] = {"seed": query.seed}
     filters = query.search
     if filters != SearchQuery(limit=filters.limit):
-        ids_sql, ids_params = search_sql(_unlimited(filters))
-        # search_sql numbers its parameters with "?": turned into named ones here.
-        for index, value in enumerate(ids_params):
-            ids_sql = ids_sql.replace("?", f":f{index}", 1)
-            params[f"f{index}"] = value
-        conditions.append(f"i.id IN ({ids_sql})")
+        conditions.append(f"i.id IN ({_ids(filters, params)})")
+    excluded = [SearchQuery(model=name, limit=0) for name in query.not_models]
+    excluded += [SearchQuery(loras=(name,), limit=0) for name in query.not_loras]
+    for search in excluded:
+        conditions.append(f"i.id NOT IN ({_ids(search, params)})")
     if query.folder:
         prefix = query.folder.rstrip("/\\")
         conditions.append("i.path >= :folder_lo AND i.path < :folder_hi")
@@ -127,8 +129,15 @@ def _conditions(query: LibraryQuery) -> tuple[list[str], dict[str, Any]]:
     return conditions, params
 
 
-def _unlimited(filters: SearchQuery) -> SearchQuery:
-    return SearchQuery(**{**filters.__dict__, "limit": 0})
+def _ids(filters: SearchQuery, params: dict[str, Any]) -> str:
+    """The SELECT of the ids matching ``filters`` (all of them), its parameters added to
+    ``params`` under fresh names (search_sql numbers them with "?")."""
+    sql, values = search_sql(replace(filters, limit=0))
+    for value in values:
+        name = f"f{len(params)}"
+        sql = sql.replace("?", f":{name}", 1)
+        params[name] = value
+    return sql
 
 
 def _from(conditions: Sequence[str]) -> str:

@@ -122,7 +122,9 @@ def library_query(
     not_neg_token: list[str] = Query([], description="Negative token an image must not have."),
     text: str | None = Query(None, max_length=1000, description="Words of the prompt."),
     model: str | None = Query(None, max_length=500, description="Checkpoint (* pattern)."),
+    not_model: list[str] = Query([], description="Checkpoint an image must not use."),
     lora: list[str] = Query([], description="LoRA name (* pattern; repeat: AND)."),
+    not_lora: list[str] = Query([], description="LoRA an image must not use."),
     resource: list[str] = Query([], description="KIND:NAME"),
     sampler: str | None = Query(None, max_length=200),
     seed: str | None = Query(None, max_length=40, description="Generation seed."),
@@ -145,6 +147,7 @@ def library_query(
             seed=seed or None, generator=generator or None, min_rating=min_rating,
             rating_model=rating_model or None, limit=0,
         ),
+        not_models=tuple(not_model), not_loras=tuple(not_lora),
         folder=folder or None, rated=rated or None, sort=sort, seed=sort_seed, limit=limit,
         cursor=cursor or None,
     )  # fmt: skip
