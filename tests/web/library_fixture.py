@@ -52,13 +52,25 @@ def picture(path: Path, index: int) -> Path:
     return path
 
 
-def make_library(root: Path, count: int = 12, *, sub: str = "") -> Made:
-    """``count`` PNGs under root/photos (in root/photos/<sub> when given), indexed into
-    root/out/images.db; images 0, 3, 6, ... get an AI rating of 1 + index % 5."""
+def make_library(
+    root: Path, count: int = 12, *, later_from: int | None = None, plain: int = 0
+) -> Made:
+    """``count`` PNGs under root/photos (from image ``later_from`` on in root/photos/later),
+    and ``plain`` PNGs without metadata, indexed into root/out/images.db; images 0, 3, 6, ...
+    get an AI rating of 1 + index % 5."""
     folder = root / "photos"
-    target = folder / sub if sub else folder
-    target.mkdir(parents=True, exist_ok=True)
-    images = [picture(target / f"img{index:03d}.png", index) for index in range(count)]
+    (folder / "later").mkdir(parents=True, exist_ok=True)
+    images = [
+        picture(
+            folder
+            / ("later" if later_from is not None and index >= later_from else "")
+            / f"img{index:03d}.png",
+            index,
+        )
+        for index in range(count)
+    ]
+    for index in range(plain):
+        Image.new("RGB", (50, 50), (90, 90, 90)).save(folder / f"plain{index}.png")
     out = root / "out"
     all_pipeline.run([folder], Settings(out_dir=out, db=out / "images.db", jobs=1))
     database = out / "images.db"

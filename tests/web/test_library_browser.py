@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from aimeta.settings import Settings
 from library_fixture import infotext, make_library
 from test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _serving
+
+from aimeta.settings import Settings
 
 
 def sidecar_rating(image: Path) -> str:
@@ -81,7 +81,8 @@ def test_the_library_searches_opens_and_rates_from_the_keyboard(tmp_path: Path) 
 
             page.keyboard.press("ArrowRight")
             page.wait_for_function(
-                f"() => document.querySelector('#info-body .path')?.textContent === {str(matching[1])!r}"
+                "path => document.querySelector('#info-body .path')?.textContent === path",
+                arg=str(matching[1]),
             )
             page.keyboard.press("x")
             page.wait_for_selector("#info-body .flag.reject")

@@ -36,8 +36,10 @@ FACET_TOP = 15
 # How an AI rating ``r`` belongs to image ``i``: the one place that knows how they join.
 AI_RATING_OF_IMAGE = "r.path = i.path"
 _BEST_AI = f"(SELECT MAX(r.overall) FROM ratings r WHERE {AI_RATING_OF_IMAGE})"
-# A seeded shuffle: ids are 63-bit, so they are folded below 2^31 first (no overflow to REAL).
-_RANDOM_KEY = "(((i.id % 2147483629) * 1000003 + :seed) % 2147483629)"
+# A seeded shuffle: multiplying by a seed-chosen factor modulo a prime permutes the ids (a new
+# seed, a new order); ids are 63-bit, so they are folded below 2^31 first and the factor kept
+# below 2^31 (no overflow to REAL).
+_RANDOM_KEY = "(((i.id % 2147483629) * (1000003 + :seed % 1073741789) + :seed) % 2147483629)"
 # sort name -> (key expression, descending)
 _SORT_KEYS: dict[str, tuple[str, bool]] = {
     "newest": ("i.mtime_ns", True),
