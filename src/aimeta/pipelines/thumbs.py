@@ -17,11 +17,12 @@ from __future__ import annotations
 import io
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
+
+from aimeta import db, events
 
 SIZES = (128, 256, 512)
 JPEG_QUALITY = 82
@@ -126,22 +127,28 @@ class ThumbCache:
 
 @dataclass
 class BuildResult:
-    made_or_checked: int = 0
+    """What :func:`build_all` did: thumbnails now in the cache, files that failed."""
+
+    ready: int = 0
     failed: int = 0
 
 
 def build_all(
     database: Path,
-    sources: Iterable[Source],
-    size: int,
+    size: int = 256,
     *,
     workers: int = 2,
-    progress: Callable[[int], None] | None = None,
+    on_event: events.OnEvent = events.ignore,
 ) -> BuildResult:
-    """Make (or check) the thumbnail of every source at ``size``, ``workers`` at a time;
-    ``progress(n)`` after each n done."""
+    """Make the thumbnail of every image of ``database`` at ``size`` (those cached and
+    unchanged are only checked), ``workers`` at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
+    conn = db.open_readonly(database)
+    try:
+        sources = image_sources(conn)
+    finally:
+        conn.close()
     cache = ThumbCache(database)
     result = BuildResult()
 
@@ -152,21 +159,22 @@ def build_all(
             return False
         return True
 
-    # Pillow decodes and encodes without the GIL, so threads use every core.
+    on_event(events.Started("thumbs", len(sources)))
+    # Pillow decodes, scales and encodes without holding the GIL, so threads use every core.
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for ok in pool.map(one, sources):
+        for source, ok in zip(sources, pool.map(one, sources), strict=True):
             if ok:
-                result.made_or_checked += 1
+                result.ready += 1
             else:
                 result.failed += 1
-            if progress:
-                progress(1)
+                on_event(events.Log(f"no thumbnail for {source.path}", "warning"))
+            on_event(events.Progress("thumbs"))
+    on_event(events.Finished("thumbs"))
     cache.close()
     return result
 
 
 def image_sources(conn: sqlite3.Connection) -> list[Source]:
     """Every image of the database as a thumbnail source."""
-    return [
-        Source(ident, Path(path)) for ident, path in conn.execute("SELECT id, path FROM images")
-    ]
+    rows = conn.execute("SELECT id, path FROM images")
+    return [Source(ident, Path(path)) for ident, path in rows]

@@ -392,7 +392,8 @@ function drawDetail(detail) {
   body.replaceChildren();
   body.append(el("p", "path", detail.path));
   const meta = [detail.generator, detail.width && `${detail.width}×${detail.height}`,
-    detail.size && `${(detail.size / 1048576).toFixed(1)} MB`].filter(Boolean).join(" · ");
+    detail.size && (detail.size >= 1048576 ? `${(detail.size / 1048576).toFixed(1)} MB`
+      : `${Math.ceil(detail.size / 1024)} KB`)].filter(Boolean).join(" · ");
   body.append(el("p", "meta", meta));
 
   const rating = section("Your rating");
