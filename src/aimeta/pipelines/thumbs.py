@@ -20,12 +20,23 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from aimeta import db, events
 
 SIZES = (128, 256, 512)
 JPEG_QUALITY = 82
+_ORIENTATION = 0x0112
+# EXIF orientation -> the turn that makes the picture upright (as ImageOps.exif_transpose).
+_TURNS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _SCHEMA = """CREATE TABLE IF NOT EXISTS thumbs (
     image_id   INTEGER NOT NULL,
     size       INTEGER NOT NULL,
@@ -52,14 +63,20 @@ def bucket(size: int) -> int:
 def render(path: Path, size: int) -> bytes:
     """A JPEG of ``path`` fitting in ``size`` x ``size``, upright."""
     with Image.open(path) as image:
+        orientation = image.getexif().get(_ORIENTATION, 1)
         if image.format == "JPEG":
             image.draft("RGB", (size, size))
-        upright = ImageOps.exif_transpose(image)
-        upright.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        if upright.mode not in ("RGB", "L"):
-            upright = _flatten(upright)
+        # In place, on the decoded file (no copy of the full-size pixels); turned afterwards,
+        # on the small picture (the box is square, so it still fits).
+        image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        small: Image.Image = image
+        turn = _TURNS.get(orientation)
+        if turn is not None:
+            small = small.transpose(turn)
+        if small.mode not in ("RGB", "L"):
+            small = _flatten(small)
         out = io.BytesIO()
-        upright.save(out, "JPEG", quality=JPEG_QUALITY, optimize=False)
+        small.save(out, "JPEG", quality=JPEG_QUALITY)
         return out.getvalue()
 
 
