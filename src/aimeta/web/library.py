@@ -59,6 +59,7 @@ class Library:
     _writer_thread: ThreadPoolExecutor
     _writer: SidecarWriter | None = None
     _thumbs: ThumbCache | None = None
+    _upgraded: bool = False
 
     @classmethod
     def open(cls, settings: Settings) -> Library:
