@@ -31,10 +31,16 @@ PROMPT_PREVIEW_CHARS = 160
 # Counting stops here: beyond it the answer says "more than" (total_exact false).
 COUNT_CAP = 200_000
 # Facets are counted over at most this many matching images (the first by id).
-FACET_SAMPLE = 5_000
+FACET_SAMPLE = 2_500
 FACET_TOP = 15
-# How an AI rating ``r`` belongs to image ``i``: the one place that knows how they join.
+# How an AI rating ``r`` belongs to image ``i``: the one place that knows how they join (the
+# three forms below change together).
 AI_RATING_OF_IMAGE = "r.path = i.path"
+# Images with an AI rating matching {condition}, as a condition on ``i`` that reads the
+# ratings first (by idx_ratings_overall), then the images by path.
+_AI_RATED_WHERE = "i.path IN (SELECT r.path FROM ratings r WHERE {condition})"
+# The best AI rating of every rated image, to join on ``b.path = i.path``.
+_BEST_BY_IMAGE = "(SELECT r.path AS path, MAX(r.overall) AS best FROM ratings r GROUP BY r.path)"
 _BEST_AI = f"(SELECT MAX(r.overall) FROM ratings r WHERE {AI_RATING_OF_IMAGE})"
 # A seeded shuffle: multiplying by a seed-chosen factor modulo a prime permutes the ids (a new
 # seed, a new order); ids are 63-bit, so they are folded below 2^31 first and the factor kept
@@ -45,7 +51,7 @@ _SORT_KEYS: dict[str, tuple[str, bool]] = {
     "newest": ("i.mtime_ns", True),
     "oldest": ("i.mtime_ns", False),
     "path": ("i.path", False),
-    "rating": (f"COALESCE(u.stars, {_BEST_AI}, -1)", True),
+    "rating": ("COALESCE(u.stars, b.best, -1)", True),
     "random": (_RANDOM_KEY, False),
 }
 
@@ -104,9 +110,18 @@ def _conditions(query: LibraryQuery) -> tuple[list[str], dict[str, Any]]:
     """WHERE conditions (over ``images i`` left-joined to ``user_ratings u``) and parameters."""
     conditions: list[str] = []
     params: dict[str, Any] = {"seed": query.seed}
-    filters = query.search
-    if filters != SearchQuery(limit=filters.limit):
+    # The rating filters are applied here, reading the ratings first: inside search_sql's id
+    # sets SQLite would scan every image and look its ratings up.
+    filters = replace(query.search, min_rating=None, rating_model=None, limit=0)
+    if filters != SearchQuery(limit=0):
         conditions.append(f"i.id IN ({_ids(filters, params)})")
+    if query.search.min_rating is not None or query.search.rating_model:
+        rating_condition = "r.overall >= :min_rating"
+        params["min_rating"] = query.search.min_rating or 1
+        if query.search.rating_model:
+            rating_condition += " AND r.model = :rating_model"
+            params["rating_model"] = query.search.rating_model
+        conditions.append(_AI_RATED_WHERE.format(condition=rating_condition))
     excluded = [SearchQuery(model=name, limit=0) for name in query.not_models]
     excluded += [SearchQuery(loras=(name,), limit=0) for name in query.not_loras]
     for search in excluded:
@@ -142,9 +157,14 @@ def _ids(filters: SearchQuery, params: dict[str, Any]) -> str:
     return sql
 
 
-def _from(conditions: Sequence[str]) -> str:
+def _from(conditions: Sequence[str], *, best: bool = False, user: bool = True) -> str:
+    """FROM images ``i`` (with the user's rating ``u``, the best AI rating ``b.best`` when
+    asked) WHERE ``conditions``."""
     where = " WHERE " + " AND ".join(conditions) if conditions else ""
-    return f" FROM images i LEFT JOIN user_ratings u ON u.image_id = i.id{where}"
+    joins = " LEFT JOIN user_ratings u ON u.image_id = i.id" if user else ""
+    if best:
+        joins += f" LEFT JOIN {_BEST_BY_IMAGE} b ON b.path = i.path"
+    return f" FROM images i{joins}{where}"
 
 
 def page(conn: sqlite3.Connection, query: LibraryQuery) -> Page:
@@ -158,13 +178,17 @@ def page(conn: sqlite3.Connection, query: LibraryQuery) -> Page:
     total, exact = _count(conn, conditions, params)
     key, descending = _SORT_KEYS[query.sort]
     page_conditions = list(conditions)
+    if query.sort in _INDEXED_SORTS and _dense(conn, total, conditions):
+        # Most images match: walking the sort's index and testing each image stops after a
+        # page, where reading every match first would sort tens of thousands of them.
+        page_conditions = [c.replace("i.id IN (", "+i.id IN (", 1) for c in page_conditions]
     if query.cursor:
         params["after_key"], params["after_id"] = decode_cursor(query.cursor)
         compare = "<" if descending else ">"
         page_conditions.append(f"({key}, i.id) {compare} (:after_key, :after_id)")
     direction = "DESC" if descending else "ASC"
     sql = (
-        f"SELECT i.id, {key}{_from(page_conditions)}"
+        f"SELECT i.id, {key}{_from(page_conditions, best=query.sort == 'rating')}"
         f" ORDER BY {key} {direction}, i.id {direction} LIMIT :limit"
     )
     params["limit"] = query.limit + 1
@@ -174,6 +198,18 @@ def page(conn: sqlite3.Connection, query: LibraryQuery) -> Page:
     items = summaries(conn, [row[0] for row in rows])
     cursor = encode_cursor(rows[-1][1], rows[-1][0]) if more and rows else None
     return Page(items, cursor, total, exact)
+
+
+_INDEXED_SORTS = ("newest", "oldest", "path")
+# A filter keeping at least 1 image in this many counts as dense (see page()).
+_DENSE_ONE_IN = 20
+
+
+def _dense(conn: sqlite3.Connection, total: int, conditions: Sequence[str]) -> bool:
+    if not any(c.startswith("i.id IN (") for c in conditions):
+        return False
+    images = int(conn.execute("SELECT count(*) FROM images").fetchone()[0])
+    return total * _DENSE_ONE_IN >= images
 
 
 def _run(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
@@ -186,7 +222,8 @@ def _run(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[Any
 def _count(
     conn: sqlite3.Connection, conditions: Sequence[str], params: dict[str, Any]
 ) -> tuple[int, bool]:
-    sql = f"SELECT count(*) FROM (SELECT 1{_from(conditions)} LIMIT {COUNT_CAP + 1})"
+    user = any("u." in condition for condition in conditions)
+    sql = f"SELECT count(*) FROM (SELECT 1{_from(conditions, user=user)} LIMIT {COUNT_CAP + 1})"
     total = int(_run(conn, sql, params)[0][0])
     return min(total, COUNT_CAP), total <= COUNT_CAP
 
@@ -318,7 +355,8 @@ def facets(conn: sqlite3.Connection, query: LibraryQuery) -> dict[str, Any]:
     the first :data:`FACET_SAMPLE` matches by id (``sampled`` says when there were more)."""
     conditions, params = _conditions(query)
     params["sample"] = FACET_SAMPLE + 1
-    matching = f"SELECT i.id{_from(conditions)} ORDER BY i.id LIMIT :sample"
+    user = any("u." in condition for condition in conditions)
+    matching = f"SELECT i.id{_from(conditions, user=user)} ORDER BY i.id LIMIT :sample"
     ids = [row[0] for row in _run(conn, matching, params)]
     sampled = len(ids) > FACET_SAMPLE
     id_json = orjson.dumps(ids[:FACET_SAMPLE]).decode("ascii")
