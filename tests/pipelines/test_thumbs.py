@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
-import sys
 from pathlib import Path
 
 from PIL import Image
@@ -14,8 +13,6 @@ from typer.testing import CliRunner
 
 from aimeta.cli import app
 from aimeta.pipelines.thumbs import SIZES, Source, ThumbCache, bucket, cache_path, render
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
 from library_fixture import make_library
 
 ORIENTATION = 0x0112

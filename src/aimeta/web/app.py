@@ -30,8 +30,7 @@ from aimeta.settings import Settings
 from aimeta.web import forms
 from aimeta.web.guard import Guard, allowed_hosts
 from aimeta.web.jobs import JobRunner, JobRunning
-from aimeta.web.library import Library
-from aimeta.web.library import router as library_router
+from aimeta.web.library import Library, add_routes
 
 HERE = Path(__file__).parent
 # Formats a browser shows itself: served as they are when no rendered JPEG exists yet.
@@ -127,7 +126,7 @@ def create_app(
             request, "library.html", {"version": __version__, "database": str(settings.db)}
         )
 
-    app.include_router(library_router(shelf))
+    add_routes(app, shelf)
 
     @app.post(
         "/start_processing",

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
@@ -116,6 +117,22 @@ class Library:
         self._writer_thread.shutdown()
 
 
+_Route = TypeVar("_Route", bound=Callable[..., Any])
+
+
+class _Prefixed:
+    """``app.get``/``app.put`` with a path prefix and the library's OpenAPI tag."""
+
+    def __init__(self, app: FastAPI, prefix: str) -> None:
+        self.app, self.prefix = app, prefix
+
+    def get(self, path: str, **options: Any) -> Callable[[_Route], _Route]:
+        return self.app.get(self.prefix + path, tags=["library"], **options)
+
+    def put(self, path: str, **options: Any) -> Callable[[_Route], _Route]:
+        return self.app.put(self.prefix + path, tags=["library"], **options)
+
+
 def library_query(
     token: list[str] = Query([], description="Positive prompt token (repeat: AND)."),
     not_token: list[str] = Query([], description="Positive token an image must not have."),
@@ -154,8 +171,10 @@ def library_query(
     )  # fmt: skip
 
 
-def router(shared: Library) -> APIRouter:
-    api = APIRouter(prefix="/api", tags=["library"])
+def add_routes(app: FastAPI, shared: Library) -> None:
+    """Add the library's routes to ``app`` (on the app itself, not an included router, so
+    that ``app.routes`` lists each of them)."""
+    api = _Prefixed(app, "/api")
 
     @api.get("/images", summary="A page of images matching the filters, in the chosen order")
     def images(query: library.LibraryQuery = Depends(library_query)) -> Response:
@@ -213,8 +232,6 @@ def router(shared: Library) -> APIRouter:
             return JSONResponse(shared.rate(image_id, path, body.stars, pick))
         except AimetaError as exc:
             return _error(500, exc.message)
-
-    return api
 
 
 def _image_path(shared: Library, image_id: int, *, must_exist: bool = True) -> Path | Response:
