@@ -222,8 +222,13 @@ def _run(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[Any
 def _count(
     conn: sqlite3.Connection, conditions: Sequence[str], params: dict[str, Any]
 ) -> tuple[int, bool]:
-    user = any("u." in condition for condition in conditions)
-    sql = f"SELECT count(*) FROM (SELECT 1{_from(conditions, user=user)} LIMIT {COUNT_CAP + 1})"
+    if len(conditions) == 1 and conditions[0].startswith("i.id IN ("):
+        # Only the filters of aimeta search: count their ids without reading each image.
+        counted = conditions[0].removeprefix("i.id IN (").removesuffix(")")
+    else:
+        user = any("u." in condition for condition in conditions)
+        counted = f"SELECT 1{_from(conditions, user=user)}"
+    sql = f"SELECT count(*) FROM ({counted} LIMIT {COUNT_CAP + 1})"
     total = int(_run(conn, sql, params)[0][0])
     return min(total, COUNT_CAP), total <= COUNT_CAP
 
