@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from library_fixture import Made, make_library
 from web_helpers import TestClient
 
 from aimeta.rating.answer import Rating
 from aimeta.rating.sidecar import SidecarRating, SidecarWriter
 from aimeta.settings import Settings
 from darktable_xmp import MINIMAL_DARKTABLE_XMP
+from library_fixture import Made, make_library
 
 Image = dict[str, Any]
 
@@ -119,6 +119,10 @@ FILTERS: list[tuple[dict[str, Any], Callable[[Image], bool]]] = [
     ({"generator": "a1111"}, lambda i: i["generator"] == "a1111"),
     ({"min_rating": 3}, lambda i: max(i["ai"].values(), default=0) >= 3),
     ({"rating_model": "tester", "min_rating": 5}, lambda i: i["ai"].get("tester", 0) >= 5),
+    (
+        {"token": "masterpiece", "min_rating": 2},
+        lambda i: "masterpiece" in i["pos"] and max(i["ai"].values(), default=0) >= 2,
+    ),
     ({"rated": "ai"}, lambda i: bool(i["ai"])),
     ({"rated": "none"}, lambda i: not i["ai"] and i["user"] is None),
     ({"folder": "LATER"}, lambda i: "/later/" in i["path"]),

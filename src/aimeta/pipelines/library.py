@@ -182,6 +182,10 @@ def page(conn: sqlite3.Connection, query: LibraryQuery) -> Page:
         # Most images match: walking the sort's index and testing each image stops after a
         # page, where reading every match first would sort tens of thousands of them.
         page_conditions = [c.replace("i.id IN (", "+i.id IN (", 1) for c in page_conditions]
+    elif _fewer_rated(conn, conditions, params):
+        # Fewer images carry a matching AI rating than match the other filters: read those
+        # first (without statistics SQLite would walk the other filters' images).
+        page_conditions = [c.replace("i.id IN (", "+i.id IN (", 1) for c in page_conditions]
     if query.cursor:
         params["after_key"], params["after_id"] = decode_cursor(query.cursor)
         compare = "<" if descending else ">"
@@ -210,6 +214,23 @@ def _dense(conn: sqlite3.Connection, total: int, conditions: Sequence[str]) -> b
         return False
     images = int(conn.execute("SELECT count(*) FROM images").fetchone()[0])
     return total * _DENSE_ONE_IN >= images
+
+
+def _fewer_rated(
+    conn: sqlite3.Connection, conditions: Sequence[str], params: dict[str, Any]
+) -> bool:
+    """True when a filter on AI ratings keeps fewer images than the search filters do."""
+    ids = next((c for c in conditions if c.startswith("i.id IN (")), None)
+    rated = next((c for c in conditions if c.startswith("i.path IN (SELECT r.path")), None)
+    if ids is None or rated is None:
+        return False
+    ids_sql = ids.removeprefix("i.id IN (").removesuffix(")")
+    rated_sql = rated.removeprefix("i.path IN (").removesuffix(")")
+    counts = [
+        conn.execute(f"SELECT count(*) FROM ({sql} LIMIT {COUNT_CAP})", params).fetchone()[0]
+        for sql in (ids_sql, rated_sql)
+    ]
+    return bool(counts[1] < counts[0])
 
 
 def _run(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[Any]:
