@@ -98,6 +98,23 @@ def create_baseline(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def add_user_ratings(conn: sqlite3.Connection) -> None:
+    """Migration 2: ``user_ratings``, the user's own stars, pick/reject and colour label per
+    image (set in the library of ``aimeta web``; never written by ``aimeta rate``), and an
+    index on ``images(mtime_ns, id)`` so that the library's newest/oldest order pages by
+    keyset instead of sorting every image."""
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS user_ratings (
+    image_id   INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    stars      INTEGER CHECK (stars BETWEEN 0 AND 5),
+    pick       INTEGER NOT NULL DEFAULT 0 CHECK (pick IN (-1, 0, 1)),
+    label      TEXT,
+    updated_at TEXT NOT NULL
+)"""
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_images_mtime ON images(mtime_ns, id)")
+
+
 def track_image_identity(conn: sqlite3.Connection) -> None:
     """Migration 3: AI ratings follow the image, not its path string, and deleted files are
     marked instead of forgotten.
@@ -200,6 +217,7 @@ _CULL_TABLES = (
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create_baseline", create_baseline),
+    Migration(2, "add_user_ratings", add_user_ratings),
     Migration(3, "track_image_identity", track_image_identity),
     Migration(4, "add_cull_tables", add_cull_tables),
 )

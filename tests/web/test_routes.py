@@ -27,6 +27,13 @@ ROUTES = {
     "/save_prompts",
     "/download_last_csv",
     "/image_proxy",
+    "/library",
+    "/api/images",
+    "/api/images/{image_id}",
+    "/api/images/{image_id}/thumb",
+    "/api/images/{image_id}/file",
+    "/api/images/{image_id}/rating",
+    "/api/facets",
 }
 
 

@@ -8,7 +8,17 @@ function and render its result; nothing below this package knows about Typer or 
 from __future__ import annotations
 
 # Each module adds its commands to `app` when imported; the order is the order in --help.
-from aimeta.cli import cull, database, metadata, query, rating, resources, watch, web  # noqa: F401
+from aimeta.cli import (  # noqa: F401
+    cull,
+    database,
+    metadata,
+    query,
+    rating,
+    resources,
+    thumbs,
+    watch,
+    web,
+)
 from aimeta.cli.common import app
 
 

@@ -7,6 +7,10 @@
   aimeta's own properties in the ``aimeta`` namespace defined by ``aimeta.config`` (model,
   overall, scores, time, prompt hash). ExifTool rewrites only the tags named, so darktable's
   history and every other property stay as they were.
+- The user's own rating (the library of ``aimeta web``, :meth:`SidecarWriter.write_user`) goes
+  to ``xmp:Rating`` (-1 for a reject), ``xmp:Label`` (Green for a pick, Red for a reject) and
+  ``aimeta:UserRating``; while a sidecar holds ``aimeta:UserRating``, ``aimeta rate`` writes its
+  own properties and keywords but leaves ``xmp:Rating`` to the user.
 - One stay-open ExifTool process serves a whole run. Each line sent to it is one argument, so
   every value is stripped of control characters first; a path holding a newline is written by
   a one-off ExifTool process with list arguments instead. Never a shell.
@@ -55,6 +59,7 @@ _READ_TAGS = (
     "-XMP-aimeta:Overall",
     "-XMP-aimeta:CullStars",
     "-XMP-aimeta:CullDecision",
+    "-XMP-aimeta:UserRating",
 )
 _WARM_UP_TIME = "2000-01-01T00:00:00Z"
 
@@ -122,11 +127,14 @@ class SidecarInfo:
     overall: int | None = None  # aimeta's rating (``aimeta rate``)
     cull_stars: int | None = None  # aimeta's stars (``aimeta cull``)
     cull_decision: str | None = None
+    user_stars: int | None = None  # aimeta:UserRating: set in the library of `aimeta web`
 
     @property
     def user_rating(self) -> bool:
         """True when ``xmp:Rating`` holds a rating that aimeta did not write (0 and no rating
         count as unset; -1, "rejected", counts as set)."""
+        if self.user_stars:  # rated or rejected by hand in the library
+            return True
         if self.rating is None or self.rating == 0:
             return False
         written_by_rate = self.model is not None and self.rating == self.overall
@@ -261,6 +269,33 @@ class SidecarWriter:
             raise OutputError(f"cannot write the sidecar {target}: {reason}")
         return target, rate_it
 
+
+    def write_user(
+        self, image: Path, stars: int | None, pick: int, rated_at: str, style: str = "darktable"
+    ) -> Path:
+        """Write the user's rating of ``image``: ``stars`` (0-5, None: unrated) and ``pick``
+        (1 pick, -1 reject, 0 neither) into its sidecar; return the sidecar's path."""
+        target = sidecar_path(image, style)
+        stale = target.with_name(target.name + "_exiftool_tmp")
+        if stale.is_file():
+            stale.unlink()
+        value = -1 if pick == -1 else (stars or 0)
+        label = {1: "Green", -1: "Red"}.get(pick, "")
+        arguments = [
+            "-overwrite_original",
+            f"-XMP-xmp:Rating={value}",
+            f"-XMP-xmp:Label={label}",
+            f"-XMP-aimeta:UserRating={value}",
+            f"-XMP-aimeta:UserRatedAt={_exif_time(rated_at)}",
+            str(target),
+        ]
+        output, status, errors = self._execute(arguments)
+        if status != 0 or "error" in errors.lower():
+            reason = _first_line(errors) or _first_line(output) or f"exit status {status}"
+            raise OutputError(f"cannot write the sidecar {target}: {reason}")
+        return target
+
+
     def _execute(self, arguments: list[str]) -> tuple[str, int, str]:
         if any(re.search(r"[\x00-\x1f]", arg) for arg in arguments):
             return self._execute_once(arguments)
@@ -339,7 +374,9 @@ def _rating_args(result: SidecarRating, before: SidecarInfo | None) -> list[str]
     rating = result.rating
     have_subjects = {word.casefold() for word in (before.subjects if before else ())}
     have_hierarchical = {word.casefold() for word in (before.hierarchical if before else ())}
-    arguments = [f"-XMP-xmp:Rating={rating.overall}"]
+    # The user's own rating wins: a sidecar rated in the library keeps its xmp:Rating.
+    user_rated = before is not None and before.user_stars is not None
+    arguments = [] if user_rated else [f"-XMP-xmp:Rating={rating.overall}"]
     for keyword in rating.keywords:
         word = _clean(keyword)
         if word.casefold() not in have_subjects:
@@ -384,6 +421,7 @@ def _info(data: dict[str, Any]) -> SidecarInfo:
         overall=as_int(data.get("Overall")),
         cull_stars=as_int(data.get("CullStars")),
         cull_decision=as_text(data.get("CullDecision")),
+        user_stars=as_int(data.get("UserRating")),
     )
 
 

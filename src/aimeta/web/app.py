@@ -30,6 +30,7 @@ from aimeta.settings import Settings
 from aimeta.web import forms
 from aimeta.web.guard import Guard, allowed_hosts
 from aimeta.web.jobs import JobRunner, JobRunning
+from aimeta.web.library import Library, add_routes
 
 HERE = Path(__file__).parent
 # Formats a browser shows itself: served as they are when no rendered JPEG exists yet.
@@ -66,16 +67,21 @@ def create_app(
     if remote and not token:
         raise UsageError(f"listening on {settings.host} needs --allow-remote and a token")
     jobs = runner or JobRunner()
+    shelf = Library.open(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         await asyncio.to_thread(jobs.close)
+        await asyncio.to_thread(shelf.close)
 
     app = FastAPI(
         title="aimeta web",
         version=__version__,
-        description="Start, watch and stop an aimeta rating job. Local use; see `aimeta web`.",
+        description=(
+            "Browse, search and rate the indexed images (the library, /library and /api/...);"
+            " start, watch and stop an aimeta rating job (/). Local use; see `aimeta web`."
+        ),
         lifespan=lifespan,
     )
     app.add_middleware(
@@ -113,6 +119,14 @@ def create_app(
         return templates.TemplateResponse(
             request, "index.html", {"defaults": defaults, "version": __version__}
         )
+
+    @app.get("/library", response_class=HTMLResponse, summary="The library page")
+    def library_page(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(
+            request, "library.html", {"version": __version__, "database": str(settings.db)}
+        )
+
+    add_routes(app, shelf)
 
     @app.post(
         "/start_processing",

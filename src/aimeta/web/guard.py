@@ -38,6 +38,9 @@ MAX_BODY_BYTES = 64 * 1024
 # The prompt editor sends two prompts of up to 32 KB each; JSON escaping can double that.
 BODY_LIMITS = {"/save_prompts": 256 * 1024}
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+# The pages (as opposed to the API): opening one from a link is harmless, and opening one with
+# ?token= sets the token cookie.
+PAGES = ("/", "/library")
 SECURITY_HEADERS = [
     (
         b"content-security-policy",
@@ -122,7 +125,7 @@ class Guard:
 
     def _cookie_to_set(self, scope: Scope, headers: dict[str, str]) -> bytes | None:
         """Remember a token given in the page's URL, so images and the CSV link carry it."""
-        if self.token is None or scope["path"] != "/" or scope["method"] != "GET":
+        if self.token is None or scope["path"] not in PAGES or scope["method"] != "GET":
             return None
         if self.token not in _query(scope).get("token", []):
             return None
@@ -133,7 +136,7 @@ def _opens_page(scope: Scope, headers: dict[str, str]) -> bool:
     """A plain link from elsewhere to the page itself (nothing is done or read by opening it)."""
     return (
         scope["method"] == "GET"
-        and scope["path"] == "/"
+        and scope["path"] in PAGES
         and headers.get("sec-fetch-mode") == "navigate"
     )
 
