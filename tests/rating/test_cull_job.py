@@ -214,11 +214,7 @@ def test_user_ratings_table_counts_as_a_user_rating(
     with serve(judge=Judge(compare_noise=0.0)) as server:
         settings = cull_settings(server.base_url)
         cull.run(settings, cull.CullOptions(folder=folder, xmp=False))
-        with sqlite3.connect(settings.db) as conn:  # what the library's migration creates
-            conn.execute(
-                "CREATE TABLE user_ratings (image_id INTEGER PRIMARY KEY, stars INTEGER,"
-                " pick INTEGER NOT NULL DEFAULT 0, label TEXT, updated_at TEXT NOT NULL)"
-            )
+        with sqlite3.connect(settings.db) as conn:  # the library's user_ratings (migration 2)
             conn.execute(
                 "INSERT INTO user_ratings SELECT id, 5, 0, NULL, 'now' FROM images"
                 " WHERE file_name = 'g0_2.jpg'"
