@@ -98,7 +98,69 @@ def create_baseline(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "create_baseline", create_baseline),)
+# Migration 5: token texts stored once. 0.1.0's `tokens` table repeated each token's text twice
+# per row (t_raw, t_norm) and once more in its index: 42 % of a database. `token_rows` keeps a
+# token as integers (image, side, position, ids of its two texts, weight), `token_texts` each
+# distinct text once, and a view named `tokens` shows the old columns, so the documented SQL
+# and DB Browser read what they read before. Its LEFT JOINs let SQLite skip a text that a query
+# does not use (COUNT(*) touches token_rows alone). The INSTEAD OF triggers keep plain SQL that
+# writes the view working. Texts no row uses any more stay in token_texts (a few thousand).
+_COMPACT_TOKENS = (
+    """CREATE TABLE token_texts (
+    id   INTEGER PRIMARY KEY,
+    text TEXT NOT NULL UNIQUE
+)""",
+    """CREATE TABLE token_rows (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    side     TEXT NOT NULL CHECK (side IN ('pos', 'neg')),
+    position INTEGER NOT NULL,
+    raw_id   INTEGER NOT NULL,              -- token_texts.id of t_raw
+    norm_id  INTEGER NOT NULL,              -- token_texts.id of t_norm
+    weight   REAL NOT NULL DEFAULT 1.0,
+    PRIMARY KEY (image_id, side, position)
+) WITHOUT ROWID""",
+    "INSERT INTO token_texts (text) SELECT t_raw FROM tokens UNION SELECT t_norm FROM tokens",
+    """INSERT INTO token_rows (image_id, side, position, raw_id, norm_id, weight)
+SELECT t.image_id, t.side, t.position, r.id, n.id, t.weight
+FROM tokens t JOIN token_texts r ON r.text = t.t_raw JOIN token_texts n ON n.text = t.t_norm
+ORDER BY t.image_id, t.side, t.position""",
+    "DROP TABLE tokens",
+    "CREATE INDEX idx_tokens_norm ON token_rows(norm_id, side, image_id)",
+    """CREATE VIEW tokens AS
+SELECT r.image_id, r.side, r.position, raw.text AS t_raw, norm.text AS t_norm, r.weight
+FROM token_rows r
+LEFT JOIN token_texts norm ON norm.id = r.norm_id
+LEFT JOIN token_texts raw ON raw.id = r.raw_id""",
+    """CREATE TRIGGER trg_tokens_insert INSTEAD OF INSERT ON tokens
+BEGIN
+    INSERT OR IGNORE INTO token_texts (text) VALUES (new.t_raw), (new.t_norm);
+    INSERT INTO token_rows (image_id, side, position, raw_id, norm_id, weight)
+    VALUES (new.image_id, new.side, new.position,
+        (SELECT id FROM token_texts WHERE text = new.t_raw),
+        (SELECT id FROM token_texts WHERE text = new.t_norm),
+        COALESCE(new.weight, 1.0));
+END""",
+    """CREATE TRIGGER trg_tokens_delete INSTEAD OF DELETE ON tokens
+BEGIN
+    DELETE FROM token_rows
+    WHERE image_id = old.image_id AND side = old.side AND position = old.position;
+END""",
+)
+
+
+def compact_tokens(conn: sqlite3.Connection) -> None:
+    """Migration 5: the tokens table becomes token_rows + token_texts behind a ``tokens`` view
+    with the old columns (see _COMPACT_TOKENS)."""
+    for statement in _COMPACT_TOKENS:
+        conn.execute(statement)
+
+
+# Numbers are unique and increasing, not necessarily consecutive: migrations 2-4 belong to
+# features merged separately, and each database records the numbers it applied.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "create_baseline", create_baseline),
+    Migration(5, "compact_tokens", compact_tokens, rewrites_table=True),
+)
 
 
 @dataclass(frozen=True)
