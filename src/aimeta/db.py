@@ -432,6 +432,15 @@ def store_batch(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> None:
     conn.executemany(_INSERT_RESOURCE, [row for rows in batch for row in rows.resources])
 
 
+# Normalised tokens of one side (parameter) counted by images, straight from the compact
+# tables: grouping by norm_id walks idx_tokens_norm in order (no sort for the groups, no text
+# looked up per row); callers add ORDER BY and LIMIT.
+TOKEN_COUNTS_SQL = (
+    "SELECT (SELECT text FROM token_texts WHERE id = norm_id) AS t_norm,"
+    " COUNT(DISTINCT image_id) AS n FROM token_rows WHERE side = ? GROUP BY norm_id"
+)
+
+
 def _store_tokens(
     conn: sqlite3.Connection, tokens: list[tuple[int, str, int, str, str, float]]
 ) -> None:

@@ -102,8 +102,11 @@ def create_baseline(conn: sqlite3.Connection) -> None:
 # per row (t_raw, t_norm) and once more in its index: 42 % of a database. `token_rows` keeps a
 # token as integers (image, side, position, ids of its two texts, weight), `token_texts` each
 # distinct text once, and a view named `tokens` shows the old columns, so the documented SQL
-# and DB Browser read what they read before. Its LEFT JOINs let SQLite skip a text that a query
-# does not use (COUNT(*) touches token_rows alone). The INSTEAD OF triggers keep plain SQL that
+# and DB Browser read what they read before. t_norm is a join, so `t_norm = ?` finds its id
+# through the texts' index and then the rows through idx_tokens_norm, and a GROUP BY t_norm
+# scans that index; t_raw is a subquery, evaluated only when a query reads it (as a second join
+# SQLite 3.40 looked it up for every row even when unused: the README's top-500 query took
+# 1.7x as long). The INSTEAD OF triggers keep plain SQL that
 # writes the view working. Texts no row uses any more stay in token_texts (a few thousand).
 _COMPACT_TOKENS = (
     """CREATE TABLE token_texts (
@@ -127,10 +130,10 @@ ORDER BY t.image_id, t.side, t.position""",
     "DROP TABLE tokens",
     "CREATE INDEX idx_tokens_norm ON token_rows(norm_id, side, image_id)",
     """CREATE VIEW tokens AS
-SELECT r.image_id, r.side, r.position, raw.text AS t_raw, norm.text AS t_norm, r.weight
-FROM token_rows r
-LEFT JOIN token_texts norm ON norm.id = r.norm_id
-LEFT JOIN token_texts raw ON raw.id = r.raw_id""",
+SELECT r.image_id, r.side, r.position,
+    (SELECT text FROM token_texts WHERE id = r.raw_id) AS t_raw,
+    norm.text AS t_norm, r.weight
+FROM token_rows r JOIN token_texts norm ON norm.id = r.norm_id""",
     """CREATE TRIGGER trg_tokens_insert INSTEAD OF INSERT ON tokens
 BEGIN
     INSERT OR IGNORE INTO token_texts (text) VALUES (new.t_raw), (new.t_norm);
