@@ -154,6 +154,7 @@ END""",
     ('token_rows', 'token_rows', '1000000 60 30 1'),
     ('token_rows', 'idx_tokens_norm', '1000000 1000 500 1'),
     ('token_texts', 'sqlite_autoindex_token_texts_1', '1000 1')""",
+    "ANALYZE sqlite_schema",  # again: the connection reads the statistics it now has
     """CREATE TRIGGER trg_tokens_delete INSTEAD OF DELETE ON tokens
 BEGIN
     DELETE FROM token_rows
