@@ -1,7 +1,7 @@
 """Query benchmark: token, LoRA, rating and text searches on a 100,000-image database.
 
-Builds the database directly with SQL in a temporary folder (the schema comes from
-aimeta.db.connect, so indexes, triggers and the full-text index are the real ones), then
+Builds the database in a temporary folder through aimeta's own write path (db.store_batch, as
+`aimeta ingest` stores a batch; indexes, triggers and the full-text index are the real ones), then
 times aimeta.pipelines.search.search for each query: median of several runs after one warm-up.
 Prints a markdown table. The target is < 100 ms for every token and LoRA search.
 
@@ -20,7 +20,8 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from aimeta import db
@@ -115,9 +116,22 @@ def corpus_names(seed: int = 7) -> tuple[random.Random, dict[str, list[str]]]:
     return rng, {"pos": positive, "neg": negative, "lora": loras, "checkpoint": checkpoints}
 
 
-def build(path: Path, images: int) -> dict[str, list[str]]:
-    """Write a database of ``images`` images at ``path``; returns the vocabularies by rank."""
+@dataclass
+class Generated:
+    """One generated image: its rows for db.store_batch and its AI rating row, if rated."""
+
+    rows: db.ImageRows
+    rating: tuple[object, ...] | None
+
+
+def generate(images: int, first: int = 0) -> Iterator[Generated]:
+    """Images ``first``..``first + images - 1`` of the benchmark corpus, as aimeta's ingest would
+    store them: 40 positive and 20 negative tokens drawn by Zipf popularity (10 % of positive
+    ones weighted), one checkpoint and 0-3 LoRAs, a third of the images rated. Seeded by
+    ``first``, so a later range is new images drawn from the same vocabulary."""
     rng, vocab = corpus_names()
+    if first:
+        rng = random.Random(first)
     positive, negative, loras, checkpoints = (
         vocab["pos"],
         vocab["neg"],
@@ -126,109 +140,93 @@ def build(path: Path, images: int) -> dict[str, list[str]]:
     )
     pos_cum, neg_cum = zipf_cumulative(len(positive)), zipf_cumulative(len(negative))
     lora_cum, ckpt_cum = zipf_cumulative(len(loras)), zipf_cumulative(len(checkpoints))
+    for n in range(first, first + images):
+        key = f"library/{2023 + n % 3}-{1 + n % 12:02d}/{n:08d}.png"
+        ident = db.image_id(key)
+        file_path = f"/data/{key}"
+        pos = draw_distinct(rng, positive, pos_cum, 40)
+        neg = draw_distinct(rng, negative, neg_cum, 20)
+        weights = [rng.choice((1.1, 1.2, 1.3)) if rng.random() < 0.1 else 1.0 for _ in pos]
+        prompt = ", ".join(
+            f"({token}:{weight})" if weight != 1.0 else token
+            for token, weight in zip(pos, weights, strict=True)
+        )
+        negative_prompt = ", ".join(neg)
+        sampler, sampler_norm, scheduler = rng.choice(_SAMPLERS)
+        checkpoint = draw_distinct(rng, checkpoints, ckpt_cum, 1)[0]
+        image_loras = draw_distinct(rng, loras, lora_cum, rng.randint(0, 3))
+        seed_text = str(rng.randrange(2**32))
+        infotext = (
+            f"{prompt} "
+            + " ".join(f"<lora:{lora}:0.8>" for lora in image_loras)
+            + f"\nNegative prompt: {negative_prompt}\nSteps: 30, Sampler: {sampler},"
+            f" CFG scale: 7, Seed: {seed_text}, Size: 832x1216, Model: {checkpoint}"
+        )
+        generator = "a1111" if n % 4 else "comfyui"
+        image = (
+            ident, key, file_path, "/data/library", key.rsplit("/", 1)[-1], ".png",
+            1_500_000 + n, 1_700_000_000_000_000_000 + n, f"{n:064x}", 832, 1216,
+            generator, "native", json.dumps({"PNG:Parameters": infotext}), None, None, 1,
+        )  # fmt: skip
+        rows = db.ImageRows(ident, image)
+        rows.kv = [
+            (ident, "prompt", prompt),
+            (ident, "negative_prompt", negative_prompt),
+            (ident, "steps", "30"),
+            (ident, "cfg", "7"),
+            (ident, "seed", seed_text),
+            (ident, "sampler", sampler),
+            (ident, "sampler_norm", sampler_norm),
+            (ident, "scheduler_norm", scheduler),
+            (ident, "model", checkpoint),
+            (ident, "width", "832"),
+            (ident, "height", "1216"),
+        ]
+        rows.fts = (ident, prompt, negative_prompt)
+        rows.tokens = [
+            (ident, "pos", position, token, token, weight)
+            for position, (token, weight) in enumerate(zip(pos, weights, strict=True))
+        ]
+        rows.tokens += [(ident, "neg", position, token, token, 1.0) for position, token in
+                        enumerate(neg)]  # fmt: skip
+        rows.resources = [(ident, "checkpoint", checkpoint, None, None, None, None, "params", None)]
+        rows.resources += [
+            (ident, "lora", lora, rng.choice((0.5, 0.6, 0.7, 0.8, 0.9, 1.0)), None, None, None,
+             "prompt", None)
+            for lora in image_loras
+        ]  # fmt: skip
+        rating = None
+        if n % 3 == 0:
+            rating = (file_path, "qwen2.5-vl-7b", rng.choice((1, 2, 3, 3, 4, 4, 4, 5)),
+                      "{}", "[]", "2024-06-01T00:00:00Z")  # fmt: skip
+        yield Generated(rows, rating)
 
+
+BATCH = 2_000
+
+
+def store(conn: sqlite3.Connection, generated: Iterable[Generated]) -> None:
+    """Write ``generated`` through db.store_batch, one transaction per BATCH images."""
+    items = iter(generated)
+    while chunk := list(itertools.islice(items, BATCH)):
+        with db.transaction(conn):
+            db.store_batch(conn, [item.rows for item in chunk])
+            conn.executemany(
+                "INSERT INTO ratings (path, model, overall, scores_json, keywords_json,"
+                " rated_at) VALUES (?,?,?,?,?,?)",
+                [item.rating for item in chunk if item.rating is not None],
+            )
+
+
+def build(path: Path, images: int) -> dict[str, list[str]]:
+    """Write a database of ``images`` images at ``path`` through aimeta's write path
+    (db.store_batch, the secondary indexes built once at the end as `aimeta ingest` does for a
+    large load); returns the vocabularies by rank."""
     conn = db.connect(path)
-    # Bulk load without the secondary indexes and the full-text triggers, then let connect()
-    # re-apply the baseline schema as for a 0.1.0 database (no migration record, user_version
-    # 0): it recreates them and backfills prompts_fts (the upgrade path).
-    names = conn.execute(
-        "SELECT type, name FROM sqlite_master WHERE type IN ('index', 'trigger')"
-        " AND (name LIKE 'idx_%' OR name LIKE 'trg_%')"
-    ).fetchall()
-    for kind, name in names:
-        conn.execute(f"DROP {kind.upper()} IF EXISTS {name}")
-    conn.execute("PRAGMA synchronous = OFF")
-    image_rows, kv_rows, token_rows, resource_rows, rating_rows = [], [], [], [], []
-    with db.transaction(conn):
-        for n in range(images):
-            key = f"library/{2023 + n % 3}-{1 + n % 12:02d}/{n:08d}.png"
-            ident = db.image_id(key)
-            file_path = f"/data/{key}"
-            pos = draw_distinct(rng, positive, pos_cum, 40)
-            neg = draw_distinct(rng, negative, neg_cum, 20)
-            weights = [rng.choice((1.1, 1.2, 1.3)) if rng.random() < 0.1 else 1.0 for _ in pos]
-            prompt = ", ".join(
-                f"({token}:{weight})" if weight != 1.0 else token
-                for token, weight in zip(pos, weights, strict=True)
-            )
-            negative_prompt = ", ".join(neg)
-            sampler, sampler_norm, scheduler = rng.choice(_SAMPLERS)
-            checkpoint = draw_distinct(rng, checkpoints, ckpt_cum, 1)[0]
-            image_loras = draw_distinct(rng, loras, lora_cum, rng.randint(0, 3))
-            seed_text = str(rng.randrange(2**32))
-            infotext = (
-                f"{prompt} "
-                + " ".join(f"<lora:{lora}:0.8>" for lora in image_loras)
-                + f"\nNegative prompt: {negative_prompt}\nSteps: 30, Sampler: {sampler},"
-                f" CFG scale: 7, Seed: {seed_text}, Size: 832x1216, Model: {checkpoint}"
-            )
-            generator = "a1111" if n % 4 else "comfyui"
-            image_rows.append(
-                (ident, key, file_path, "/data/library", key.rsplit("/", 1)[-1], ".png",
-                 1_500_000 + n, 1_700_000_000_000_000_000 + n, f"{n:064x}", 832, 1216,
-                 generator, "native", json.dumps({"PNG:Parameters": infotext}))
-            )  # fmt: skip
-            kv_rows += [
-                (ident, "prompt", prompt),
-                (ident, "negative_prompt", negative_prompt),
-                (ident, "steps", "30"),
-                (ident, "cfg", "7"),
-                (ident, "seed", seed_text),
-                (ident, "sampler", sampler),
-                (ident, "sampler_norm", sampler_norm),
-                (ident, "scheduler_norm", scheduler),
-                (ident, "model", checkpoint),
-                (ident, "width", "832"),
-                (ident, "height", "1216"),
-            ]
-            token_rows += [
-                (ident, "pos", position, token, token, weight)
-                for position, (token, weight) in enumerate(zip(pos, weights, strict=True))
-            ]
-            token_rows += [(ident, "neg", position, token, token, 1.0) for position, token in
-                           enumerate(neg)]  # fmt: skip
-            resource_rows.append((ident, "checkpoint", checkpoint, None, "params"))
-            resource_rows += [
-                (ident, "lora", lora, rng.choice((0.5, 0.6, 0.7, 0.8, 0.9, 1.0)), "prompt")
-                for lora in image_loras
-            ]
-            if n % 3 == 0:
-                rating_rows.append(
-                    (file_path, "qwen2.5-vl-7b", rng.choice((1, 2, 3, 3, 4, 4, 4, 5)),
-                     "{}", "[]", "2024-06-01T00:00:00Z")
-                )  # fmt: skip
-            if len(token_rows) > 200_000 or n == images - 1:
-                _flush(conn, image_rows, kv_rows, token_rows, resource_rows, rating_rows)
-    conn.execute("DROP TABLE aimeta_migrations")
-    conn.execute("PRAGMA user_version = 0")
+    with db.deferred_indexes(conn):
+        store(conn, generate(images))
     conn.close()
-    db.connect(path).close()
-    return vocab
-
-
-def _flush(conn: sqlite3.Connection, *batches: list[tuple[object, ...]]) -> None:
-    images, kv, tokens, resources, ratings = batches
-    conn.executemany(
-        "INSERT INTO images (id, key, path, root, file_name, ext, size, mtime_ns, sha256,"
-        " width, height, generator, reader, raw_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        images,
-    )
-    conn.executemany("INSERT INTO kv VALUES (?,?,?)", kv)
-    conn.executemany(
-        "INSERT INTO tokens (image_id, side, position, t_raw, t_norm, weight) VALUES (?,?,?,?,?,?)",
-        tokens,
-    )
-    conn.executemany(
-        "INSERT INTO resources (image_id, kind, name, weight, source) VALUES (?,?,?,?,?)",
-        resources,
-    )
-    conn.executemany(
-        "INSERT INTO ratings (path, model, overall, scores_json, keywords_json, rated_at)"
-        " VALUES (?,?,?,?,?,?)",
-        ratings,
-    )
-    for batch in batches:
-        batch.clear()
+    return corpus_names()[1]
 
 
 def queries(vocab: dict[str, list[str]]) -> list[tuple[str, SearchQuery]]:

@@ -117,7 +117,18 @@ def fill(conn: sqlite3.Connection) -> None:
             prepared = prepare_fields(line, {"parameters": infotext}, (832, 1216))
             assert prepared.rows is not None
             batch.append(prepared.rows)
+        # Tokens through plain SQL on `tokens`: a table in 0.1.0's layout, a view whose
+        # INSTEAD OF trigger interns the texts since migration 5 (store_batch writes only the
+        # current layout).
+        tokens = [row for rows in batch for row in rows.tokens]
+        for rows in batch:
+            rows.tokens = []
         db.store_batch(conn, batch)
+        conn.executemany(
+            "INSERT INTO tokens (image_id, side, position, t_raw, t_norm, weight)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            tokens,
+        )
         db.record_error(conn, "/photos/Input/broken.png", "read", "truncated PNG chunk IDAT")
         for sql in OTHER_ROWS.values():
             conn.execute(sql)
@@ -166,3 +177,19 @@ def schema_of(path: Path) -> list[tuple[Any, ...]]:
         return [*objects, ("user_version", conn.execute("PRAGMA user_version").fetchone()[0])]
     finally:
         conn.close()
+
+
+def back_to_v0_1_0_tokens(conn: sqlite3.Connection) -> None:
+    """Give a current database 0.1.0's tokens table again (texts in every row, migration 5
+    undone), with the index 0.1.0 had: how a test fakes a database from before migrations."""
+    conn.execute("CREATE TABLE tokens_old AS SELECT * FROM tokens")
+    conn.execute("DROP VIEW tokens")
+    conn.execute("DROP TABLE token_rows")
+    conn.execute("DROP TABLE token_texts")
+    for statement in statements(V0_1_0_SCHEMA.read_text(encoding="utf-8")):
+        if statement.startswith(
+            ("CREATE TABLE IF NOT EXISTS tokens", "CREATE INDEX IF NOT EXISTS idx_tokens")
+        ):
+            conn.execute(statement)
+    conn.execute("INSERT INTO tokens SELECT * FROM tokens_old")
+    conn.execute("DROP TABLE tokens_old")

@@ -235,7 +235,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 # from sorted rows is ~3x cheaper than keeping it up to date row by row. Their definitions are
 # those of the schema (a test compares them); a migration that changes one changes it here too.
 DEFERRABLE_INDEX_SQL = {
-    "idx_tokens_norm": "CREATE INDEX idx_tokens_norm ON tokens(t_norm, side, image_id)",
+    "idx_tokens_norm": "CREATE INDEX idx_tokens_norm ON token_rows(norm_id, side, image_id)",
     "idx_kv_key_value": "CREATE INDEX idx_kv_key_value ON kv(key, value)",
     "idx_kv_model_nocase": "CREATE INDEX idx_kv_model_nocase ON kv(value COLLATE NOCASE,"
     " image_id)\n    WHERE key = 'model'",
@@ -438,7 +438,7 @@ def store_batch(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> None:
         ids = [(ident,) for ident in seen_before]
         conn.executemany("DELETE FROM prompts_fts WHERE rowid = ?", ids)
         conn.executemany("DELETE FROM kv WHERE image_id = ?", ids)
-        conn.executemany("DELETE FROM tokens WHERE image_id = ?", ids)
+        conn.executemany("DELETE FROM token_rows WHERE image_id = ?", ids)
         conn.executemany("DELETE FROM resources WHERE image_id = ?", ids)
     conn.executemany(_INSERT_IMAGE, [rows.image for rows in batch])
     conn.executemany(
@@ -449,12 +449,57 @@ def store_batch(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> None:
         "INSERT INTO prompts_fts (rowid, prompt, negative_prompt) VALUES (?, ?, ?)",
         [rows.fts for rows in batch if rows.fts is not None],
     )
-    conn.executemany(
-        "INSERT INTO tokens (image_id, side, position, t_raw, t_norm, weight)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        [row for rows in batch for row in rows.tokens],
-    )
+    _store_tokens(conn, [row for rows in batch for row in rows.tokens])
     conn.executemany(_INSERT_RESOURCE, [row for rows in batch for row in rows.resources])
+
+
+# Normalised tokens of one side (parameter) counted by images, straight from the compact
+# tables: grouping by norm_id walks idx_tokens_norm in order (no sort for the groups, no text
+# looked up per row); callers add ORDER BY and LIMIT.
+TOKEN_COUNTS_SQL = (
+    "SELECT (SELECT text FROM token_texts WHERE id = norm_id) AS t_norm,"
+    " COUNT(DISTINCT image_id) AS n FROM token_rows WHERE side = ? GROUP BY norm_id"
+)
+
+
+def _store_tokens(
+    conn: sqlite3.Connection, tokens: list[tuple[int, str, int, str, str, float]]
+) -> None:
+    """Insert token rows given with their texts as token_rows (texts interned)."""
+    if not tokens:
+        return
+    text_ids = intern_texts(conn, {text for row in tokens for text in (row[3], row[4])})
+    conn.executemany(
+        "INSERT INTO token_rows (image_id, side, position, raw_id, norm_id, weight)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (ident, side, position, text_ids[raw], text_ids[norm], weight)
+            for ident, side, position, raw, norm, weight in tokens
+        ],
+    )
+
+
+def intern_texts(conn: sqlite3.Connection, texts: Iterable[str]) -> dict[str, int]:
+    """The token_texts id of each text, adding the texts not stored yet (inside the caller's
+    transaction). A batch repeats a few thousand texts many times: they are looked up once."""
+    wanted = list(texts)
+    ids = _text_ids(conn, wanted)
+    missing = [text for text in wanted if text not in ids]
+    if missing:
+        conn.executemany("INSERT INTO token_texts (text) VALUES (?)", [(t,) for t in missing])
+        ids.update(_text_ids(conn, missing))
+    return ids
+
+
+def _text_ids(conn: sqlite3.Connection, texts: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(texts), 500):
+        chunk = texts[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            conn.execute(f"SELECT text, id FROM token_texts WHERE text IN ({marks})", chunk)
+        )
+    return found
 
 
 def _adopt_stored_ids(
@@ -593,7 +638,7 @@ def summary(conn: sqlite3.Connection) -> dict[str, Any]:
     return {
         "images": sum(by_generator.values()),
         "by_generator": by_generator,
-        "tokens": count("tokens"),
+        "tokens": count("token_rows"),
         "resources": count("resources"),
         "ratings": count("ratings"),
         "errors": count("errors"),

@@ -16,7 +16,7 @@ INFOTEXT = (
     "a lighthouse at dusk, (masterpiece:1.2)\nNegative prompt: blurry\n"
     "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 512x512, Model: base"
 )
-TABLES = ("images", "kv", "tokens", "resources", "ratings")
+TABLES = ("images", "kv", "token_rows", "token_texts", "resources", "ratings")
 
 
 def make_project(root: Path) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+import old_databases
 from aimeta import db
 from aimeta.cli import app
 from aimeta.metadata.record import Record
@@ -323,15 +324,15 @@ def test_token_include_exclude_uses_indexes_only(fixture_db) -> None:
     conn = db.open_readonly(fixture_db.path)
     plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
     conn.close()
-    token_steps = [step for step in plan if " tokens " in f"{step} "]
+    token_steps = [step for step in plan if " token_rows " in f"{step} "]
     assert len(token_steps) == 4, plan
     assert all(
-        step.startswith("SEARCH tokens USING COVERING INDEX idx_tokens_norm")
+        step.startswith("SEARCH token_rows USING COVERING INDEX idx_tokens_norm")
         for step in token_steps
     ), plan
     assert any("SEARCH resources USING COVERING INDEX idx_resources_kind_name_nocase" in step
                for step in plan), plan  # fmt: skip
-    assert not [step for step in plan if step.startswith("SCAN tokens")], plan
+    assert not [step for step in plan if step.startswith("SCAN token")], plan
     assert not [step for step in plan if step.startswith("SCAN resources")], plan
     assert any(step.startswith("MERGE") for step in plan), plan
 
@@ -372,6 +373,7 @@ def test_full_text_index_is_filled_for_an_older_database(fresh_db) -> None:
     conn.execute("DELETE FROM prompts_fts")  # as if made before prompts_fts existed,
     conn.execute("DROP TABLE aimeta_migrations")  # so before migrations were recorded
     conn.execute("PRAGMA user_version = 0")
+    old_databases.back_to_v0_1_0_tokens(conn)
     conn.close()
     assert _run(fresh_db, "--text", "blue") == {"a2.png", "n5.png", "a6.png"}
     conn = db.connect(fresh_db.path)

@@ -174,8 +174,11 @@ def table_dump(
         tables = [
             row[0]
             for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                # The tokens view, not token_rows/token_texts: a text's id depends on the
+                # order the images were written in, its rows' content does not.
+                "SELECT name FROM sqlite_master WHERE (type = 'table' OR name = 'tokens')"
                 " AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '%fts%'"
+                " AND name NOT IN ('token_rows', 'token_texts')"
             )
         ]
         for table in sorted(tables):

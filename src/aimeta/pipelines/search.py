@@ -141,7 +141,13 @@ def _id_sets(query: SearchQuery) -> tuple[list[tuple[str, list[Any]]], list[tupl
             if not token:
                 raise UsageError(f"empty token {value!r}")
             target.append(
-                ("SELECT image_id FROM tokens WHERE t_norm = ? AND side = ?", [token, side])
+                (
+                    # The compact table itself (migration 5): its index on (norm_id, side,
+                    # image_id) yields ids in order, which the compound SELECT merges.
+                    "SELECT image_id FROM token_rows WHERE side = ?"
+                    " AND norm_id = (SELECT id FROM token_texts WHERE text = ?)",
+                    [side, token],
+                )
             )
     if query.text is not None:
         include.append(

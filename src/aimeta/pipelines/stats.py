@@ -6,6 +6,8 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from aimeta.db import TOKEN_COUNTS_SQL
+
 
 @dataclass
 class Stats:
@@ -64,10 +66,7 @@ def stats(conn: sqlite3.Connection, top: int = 20) -> Stats:
                 AS name
             FROM kv WHERE key IN ('sampler_norm', 'sampler') GROUP BY image_id)
         WHERE name <> '' GROUP BY name ORDER BY images DESC, name LIMIT ?"""
-    token_sql = (
-        "SELECT t_norm, COUNT(DISTINCT image_id) AS n FROM tokens WHERE side = ?"
-        " GROUP BY t_norm ORDER BY n DESC, t_norm LIMIT ?"
-    )
+    token_sql = TOKEN_COUNTS_SQL + " ORDER BY n DESC, t_norm LIMIT ?"
     loras = [
         {
             "name": name,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aimeta.db import TOKEN_COUNTS_SQL
 from aimeta.errors import DatabaseError, OutputError, UsageError
 
 SORTS = ("count_desc", "count_asc", "alpha", "none")
@@ -115,11 +116,7 @@ def token_lines(conn: sqlite3.Connection, side: str, line_filter: LineFilter) ->
     """Normalised prompt tokens (``t_norm``) of one side (pos|neg), counted by images."""
     if side not in SIDES:
         raise UsageError(f"--side must be pos or neg, not {side!r}")
-    rows = conn.execute(
-        "SELECT t_norm, COUNT(DISTINCT image_id) FROM tokens WHERE side = ?"
-        " GROUP BY t_norm ORDER BY t_norm",
-        (side,),
-    )
+    rows = conn.execute(TOKEN_COUNTS_SQL + " ORDER BY t_norm", (side,))
     return finish(rows, line_filter)
 
 
