@@ -8,7 +8,7 @@ function and render its result; nothing below this package knows about Typer or 
 from __future__ import annotations
 
 # Each module adds its commands to `app` when imported; the order is the order in --help.
-from aimeta.cli import database, metadata, query, rating, resources, web  # noqa: F401
+from aimeta.cli import database, insights, metadata, query, rating, resources, web  # noqa: F401
 from aimeta.cli.common import app
 
 
