@@ -31,8 +31,8 @@ so ``aimeta insights`` filters exactly as ``aimeta search`` does.
 
 from __future__ import annotations
 
-import sqlite3
 import itertools
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
