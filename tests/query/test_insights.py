@@ -43,7 +43,7 @@ from insights_library import (
 runner = CliRunner()
 
 # 95 % intervals: on libraries without effects about 5 % of them miss zero; allowed up to 8 %
-# (the 20 libraries give about 900 intervals, so 3 points are several binomial deviations).
+# (the 20 libraries give 783 intervals: 3 points are almost 4 binomial standard deviations).
 CONFIDENCE = 0.95
 TOLERANCE = 0.03
 
