@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -262,3 +264,12 @@ def test_missing_tables_and_empty_selections_say_so(planted: Library) -> None:
     )
     assert result.exit_code == 2
     assert "no AI rating" in result.output
+
+
+def test_other_commands_do_not_load_pandas() -> None:
+    """The insights command imports its pipeline when run: pandas and NumPy would otherwise
+    add about 50 MB to every command (the hostile-files test bounds `aimeta all`'s memory)."""
+    code = "import sys, aimeta.cli; print('pandas' in sys.modules, 'numpy' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
