@@ -273,3 +273,22 @@ def test_other_commands_do_not_load_pandas() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_rating_model_chooses_whose_ratings_count(tmp_path: Path) -> None:
+    library = build_library(tmp_path / "images.db", seed=4, images=30)
+    with closing(db.connect(library.path)) as conn, db.transaction(conn):
+        conn.execute(
+            "INSERT INTO ratings (path, model, overall, scores_json, keywords_json, rated_at)"
+            " SELECT path, 'other', 5, '{}', '[]', 'now' FROM ratings WHERE model = 'qwen'"
+        )
+    base = ["insights", "--db", str(library.path), "--by", "generator", "--json"]
+    rows = {
+        model: json.loads(runner.invoke(app, [*base, *extra]).stdout)[0]
+        for model, extra in (("both", []), ("qwen", ["--rating-model", "qwen"]),
+                             ("other", ["--rating-model", "other"]))
+    }  # fmt: skip
+    qwen_mean = np.mean(list(library.ratings.values()))
+    assert rows["qwen"]["mean"] == pytest.approx(qwen_mean)
+    assert rows["other"]["mean"] == pytest.approx(5.0)
+    assert rows["both"]["mean"] == pytest.approx((qwen_mean + 5) / 2)

@@ -107,11 +107,14 @@ def insights(
 
     if as_json and as_csv:
         raise UsageError("choose one of --json and --csv")
+    filters = search_filters([*ctx.args, *shlex.split(within or "")])
     query = insights_pipeline.InsightQuery(
         dimensions=_dimensions(by or [By.all]),
         rating=rating.value,
         min_images=min_images,
-        within=search_filters([*ctx.args, *shlex.split(within or "")]),
+        within=filters,
+        # --rating-model selects the images that model rated (as in search) and its ratings.
+        rating_model=filters.rating_model,
         confidence=confidence,
     )
     path = settings.resolve({"db": db_path}).db
