@@ -11,6 +11,7 @@ from __future__ import annotations
 from aimeta.cli import (  # noqa: F401
     cull,
     database,
+    insights,
     metadata,
     query,
     rating,
