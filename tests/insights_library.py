@@ -89,21 +89,3 @@ def _add_image(
         (path, rating),
     )
     library.ratings[ident] = rating
-
-
-# The tables of migrations 2 (library) and 4 (cull), as the shared contract describes them;
-# this branch has neither migration, so tests that read them create them.
-USER_RATINGS = """CREATE TABLE user_ratings (
-    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
-    stars INTEGER CHECK (stars BETWEEN 0 AND 5),
-    pick INTEGER NOT NULL DEFAULT 0 CHECK (pick IN (-1, 0, 1)),
-    label TEXT,
-    updated_at TEXT NOT NULL)"""
-CULL_DECISIONS = """CREATE TABLE cull_decisions (
-    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
-    group_id INTEGER,
-    rank INTEGER,
-    stars INTEGER,
-    decision TEXT NOT NULL CHECK (decision IN ('pick', 'reject', 'keep')),
-    model TEXT,
-    decided_at TEXT NOT NULL)"""

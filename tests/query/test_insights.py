@@ -33,11 +33,9 @@ from aimeta.pipelines.insights import (
 )
 from aimeta.pipelines.search import SearchQuery, search_sql
 from insights_library import (
-    CULL_DECISIONS,
     PLANTED_LORA,
     PLANTED_TOKEN,
     TOKENS,
-    USER_RATINGS,
     Library,
     build_library,
 )
@@ -218,9 +216,8 @@ def test_table_shows_counts_and_says_associations(planted: Library) -> None:
 def _user_tables(
     path: Path, users: list[tuple[int, int, int]], culls: list[tuple[int, str]]
 ) -> None:
+    # Both tables come from migrations (2: the library, 4: cull).
     with closing(db.connect(path)) as conn, db.transaction(conn):
-        conn.execute(USER_RATINGS)
-        conn.execute(CULL_DECISIONS)
         conn.executemany(
             "INSERT INTO user_ratings (image_id, stars, pick, updated_at) VALUES (?, ?, ?, 'now')",
             users,

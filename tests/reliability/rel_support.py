@@ -30,6 +30,27 @@ class Run:
     maxrss_mb: float
 
 
+# Starts `python -m aimeta ARGS` and reports the peak memory of it and its descendants. The
+# test process itself cannot: a child it starts inherits, at exec, the peak resident size of
+# the process that spawned it (Linux records the old address space's high-water mark, and
+# subprocess spawns with vfork, whose "old" space is the test runner's), so after a few hundred
+# tests the figure was pytest's size, not aimeta's. This small launcher is that parent instead.
+_LAUNCHER = """
+import os, signal, subprocess, sys
+report, args = sys.argv[1], sys.argv[2:]
+child = subprocess.Popen([sys.executable, "-m", "aimeta", *args])
+signal.signal(signal.SIGTERM, lambda *_: child.kill())
+_, status, usage = os.wait4(child.pid, 0)
+child.returncode = 0
+with open(report, "w") as out:
+    out.write(str(usage.ru_maxrss))
+if os.WIFSIGNALED(status):
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+sys.exit(os.WEXITSTATUS(status))
+"""
+
+
 def run_aimeta(
     args: Sequence[str],
     *,
@@ -38,14 +59,15 @@ def run_aimeta(
     preexec: Any = None,
     env: dict[str, str] | None = None,
 ) -> Run:
-    """Run ``python -m aimeta ARGS`` and measure its peak memory (the child's and its own
-    children's, from wait4)."""
+    """Run ``python -m aimeta ARGS`` and measure its peak memory (the largest of it and its
+    own children, from wait4 in a small launcher process: see _LAUNCHER)."""
     out_path = Path(os.environ.get("TMPDIR", "/tmp"))
     stamp = f"{os.getpid()}-{time.monotonic_ns()}"
     out_file, err_file = out_path / f"aimeta-{stamp}.out", out_path / f"aimeta-{stamp}.err"
+    report = out_path / f"aimeta-{stamp}.rss"
     with out_file.open("wb") as out, err_file.open("wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "aimeta", *args],
+            [sys.executable, "-c", _LAUNCHER, str(report), *args],
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -53,28 +75,23 @@ def run_aimeta(
             preexec_fn=preexec,
             env=env,
         )
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                process.kill()
-                pid, status, usage = os.wait4(process.pid, 0)
-                break
-            time.sleep(0.02)
-        process.returncode = 0  # reaped above; stop Popen from waiting again
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.terminate()  # the launcher kills aimeta, then reports
+            process.wait()
     try:
+        status = process.returncode
         return Run(
-            code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            code=status if status >= 0 else None,
+            signal=-status if status < 0 else None,
             stdout=out_file.read_text("utf-8", "replace"),
             stderr=err_file.read_text("utf-8", "replace"),
-            maxrss_mb=usage.ru_maxrss / 1024,
+            maxrss_mb=int(report.read_text() or 0) / 1024 if report.is_file() else 0.0,
         )
     finally:
-        out_file.unlink(missing_ok=True)
-        err_file.unlink(missing_ok=True)
+        for path in (out_file, err_file, report):
+            path.unlink(missing_ok=True)
 
 
 class ForkServer:
