@@ -47,14 +47,18 @@ def apply(conn: sqlite3.Connection, moved: Sequence[Moved]) -> RelinkResult:
             "UPDATE images SET path = ?, root = ? WHERE key = ? AND path <> ?",
             [(str(m.path), str(m.root), m.key, str(m.path)) for m in moved],
         ).rowcount
-        # OR IGNORE: a rating already stored under the new path (rated there by another run)
-        # wins over the old one, which stays under its old path.
         pairs = [(str(m.path), m.old_path) for m in moved if m.old_path != str(m.path)]
-        result.ratings = conn.executemany(
-            "UPDATE OR IGNORE ratings SET path = ? WHERE path = ?", pairs
-        ).rowcount
-        conn.executemany("UPDATE OR IGNORE errors SET path = ? WHERE path = ?", pairs)
+        result.ratings = _move_path_rows(conn, pairs)
     return result
+
+
+def _move_path_rows(conn: sqlite3.Connection, pairs: list[tuple[str, str]]) -> int:
+    """Move the AI ratings and error rows of each (new path, old path) to the new path; the
+    number of ratings moved. OR IGNORE: a rating already stored under the new path (rated
+    there by another run) wins over the old one, which stays under its old path."""
+    moved = conn.executemany("UPDATE OR IGNORE ratings SET path = ? WHERE path = ?", pairs)
+    conn.executemany("UPDATE OR IGNORE errors SET path = ? WHERE path = ?", pairs)
+    return moved.rowcount
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +128,7 @@ def apply_content(conn: sqlite3.Connection, matches: Sequence[ContentMatch]) -> 
             ],
         ).rowcount
         pairs = [(str(m.moved.path), m.moved.old_path) for m in matches]
-        result.ratings = conn.executemany(
-            "UPDATE OR IGNORE ratings SET path = ? WHERE path = ?", pairs
-        ).rowcount
-        conn.executemany("UPDATE OR IGNORE errors SET path = ? WHERE path = ?", pairs)
+        result.ratings = _move_path_rows(conn, pairs)
     return result
 
 

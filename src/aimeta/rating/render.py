@@ -29,6 +29,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from aimeta.errors import InputError
+from aimeta.settings import Settings
 
 PILLOW_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"})
 RAW_SUFFIXES = frozenset(
@@ -96,6 +97,18 @@ class Renderer:
         self._local = threading.local()
         self._config_dirs: list[str] = []
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Renderer:
+        """The renderer the rating settings ask for (``rate`` and ``cull`` share it)."""
+        return cls(
+            size=settings.size,
+            quality=settings.quality,
+            converter=settings.converter,
+            darktable_cli=settings.darktable_cli,
+            exiftool=settings.exiftool,
+            timeout=settings.render_timeout,
+        )
 
     def render(self, path: Path) -> Rendered:
         """The JPEG for ``path``; raise RenderError with the reason when it cannot be made."""

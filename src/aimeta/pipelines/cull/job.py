@@ -28,7 +28,6 @@ from aimeta.pipelines.cull.library import (
     merge_rounds,
     now,
     read_ai_ratings,
-    renderer,
     stored_signals,
     user_rated,
 )
@@ -45,6 +44,7 @@ from aimeta.rating import calibrate, groups, ranking, signals
 from aimeta.rating.client import ModelClient
 from aimeta.rating.csvout import safe_model_tag
 from aimeta.rating.lock import FolderLock
+from aimeta.rating.render import Renderer
 from aimeta.rating.sidecar import CullMark, SidecarWriter
 from aimeta.settings import Settings
 
@@ -107,7 +107,7 @@ class _Job:
         self.on_event = on_event
         self.transport = transport
         self.conn = db.connect(settings.db)
-        self.renderer = renderer(settings)
+        self.renderer = Renderer.from_settings(settings)
         self.clients: list[ModelClient] = []
         self.prompt = (
             options.rank_prompt.read_text(encoding="utf-8")

@@ -152,7 +152,7 @@ def dry_run(
     """Measure in memory, group by hash and time (and by parameters when the database has
     them), and report what would be sent; nothing is written."""
     conn = db.open_existing(settings.db, readonly=True) if Path(settings.db).is_file() else None
-    render_with = renderer(settings)
+    render_with = Renderer.from_settings(settings)
     try:
         ids = image_ids(conn, paths) if conn is not None else {}
         ids = {path: ids.get(path, -1 - index) for index, path in enumerate(paths)}
@@ -185,16 +185,6 @@ def dry_run(
             log(on_event, f"{Path(path).name}: {', '.join(faults)}", "info")
     return result
 
-
-def renderer(settings: Settings) -> Renderer:
-    return Renderer(
-        size=settings.size,
-        quality=settings.quality,
-        converter=settings.converter,
-        darktable_cli=settings.darktable_cli,
-        exiftool=settings.exiftool,
-        timeout=settings.render_timeout,
-    )
 
 
 def log(on_event: events.OnEvent, message: str, level: Level = "info") -> None:

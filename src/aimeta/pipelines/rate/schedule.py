@@ -48,7 +48,7 @@ class Schedule:
         report: Reporter,
         stop: threading.Event,
     ) -> None:
-        self.renderer = _renderer(settings)
+        self.renderer = Renderer.from_settings(settings)
         self.workers = settings.workers
         self.render_workers = max(1, min(self.workers, os.cpu_count() or 1))
         self.clients = clients
@@ -179,13 +179,3 @@ class Schedule:
             )
             self.stop.set()
 
-
-def _renderer(settings: Settings) -> Renderer:
-    return Renderer(
-        size=settings.size,
-        quality=settings.quality,
-        converter=settings.converter,
-        darktable_cli=settings.darktable_cli,
-        exiftool=settings.exiftool,
-        timeout=settings.render_timeout,
-    )
