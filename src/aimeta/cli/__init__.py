@@ -7,19 +7,20 @@ function and render its result; nothing below this package knows about Typer or 
 
 from __future__ import annotations
 
-# Each module adds its commands to `app` when imported; the order is the order in --help.
-from aimeta.cli import (  # noqa: F401
-    cull,
-    database,
-    insights,
-    metadata,
-    query,
-    rating,
-    resources,
-    thumbs,
-    watch,
-    web,
-)
+# Each module adds its commands to `app` when imported; the order is the order in --help
+# (the order of the work: read, query, rate and cull, look, maintain), hence no sorting here.
+# isort: off
+from aimeta.cli import metadata  # noqa: F401
+from aimeta.cli import resources  # noqa: F401
+from aimeta.cli import query  # noqa: F401
+from aimeta.cli import insights  # noqa: F401
+from aimeta.cli import rating  # noqa: F401
+from aimeta.cli import cull  # noqa: F401
+from aimeta.cli import watch  # noqa: F401
+from aimeta.cli import web  # noqa: F401
+from aimeta.cli import thumbs  # noqa: F401
+from aimeta.cli import database  # noqa: F401
+# isort: on
 from aimeta.cli.common import app
 
 

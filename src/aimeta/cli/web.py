@@ -1,4 +1,4 @@
-"""The ``web`` command: serve the rating page on this machine."""
+"""The ``web`` command: serve the library and the rating page on this machine."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ def web(
         help="Allow a host other than this machine; every request then needs the printed token.",
     ),
 ) -> None:
-    """Serve a web page that starts, watches and stops a rating job (the same job as
-    `aimeta rate`): progress, live log, each image with its scores, a sortable results table,
-    the prompt editor and the CSV download.
+    """Serve the library (/library: browse, search and rate every indexed image by hand) and
+    the rating page (/: start, watch and stop a rating job, the same job as `aimeta rate`:
+    progress, live log, each image with its scores, a sortable results table, the prompt
+    editor and the CSV download).
 
     Example: aimeta web --port 5000   (then open http://127.0.0.1:5000/)
     """
