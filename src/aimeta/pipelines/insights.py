@@ -241,8 +241,8 @@ def _lora_label(alias: str) -> str:
 # only the index ranges of rated images, never a whole table. Grouping by the image id drops a
 # token written twice in one prompt; it is cheaper than DISTINCT over whole rows.
 _VALUE_ROWS = {
-    "token": "SELECT t.t_norm AS a, '' AS b, o.y AS y FROM outcome o"
-    " JOIN tokens t ON t.image_id = o.id AND t.side = 'pos' GROUP BY a, o.id",
+    "token": "SELECT t.norm_id AS a, '' AS b, o.y AS y FROM outcome o"
+    " JOIN token_rows t ON t.image_id = o.id AND t.side = 'pos' GROUP BY a, o.id",
     "lora": f"SELECT {_lora_label('r')} AS a, '' AS b, o.y AS y FROM outcome o"
     " JOIN resources r ON r.image_id = o.id AND r.kind = 'lora'",
     "checkpoint": f"SELECT {_CHECKPOINT} AS a, '' AS b, o.y AS y FROM outcome o",
@@ -256,9 +256,9 @@ _VALUE_ROWS = {
     "generator": "SELECT i.generator AS a, '' AS b, o.y AS y FROM outcome o"
     " JOIN images i ON i.id = o.id",
     # Pairs use LoRA names without weights: a weight bin would split pairs too thin to judge.
-    "token+lora": "SELECT t.t_norm AS a, r.name AS b, o.y AS y FROM outcome o"
+    "token+lora": "SELECT t.norm_id AS a, r.name AS b, o.y AS y FROM outcome o"
     " JOIN resources r ON r.image_id = o.id AND r.kind = 'lora'"
-    " JOIN tokens t ON t.image_id = o.id AND t.side = 'pos' GROUP BY a, b, o.id",
+    " JOIN token_rows t ON t.image_id = o.id AND t.side = 'pos' GROUP BY a, b, o.id",
     "lora+checkpoint": f"SELECT r.name AS a, {_CHECKPOINT} AS b, o.y AS y FROM outcome o"
     " JOIN resources r ON r.image_id = o.id AND r.kind = 'lora'",
 }
@@ -266,11 +266,15 @@ _VALUE_ROWS = {
 _GROUPED = """
 WITH outcome(id, y) AS MATERIALIZED (
     SELECT value ->> 0, value ->> 1 FROM json_each(:outcome))
-SELECT a || CASE WHEN b = '' THEN '' ELSE ' + ' || b END, COUNT(*), SUM(y), SUM(y * y)
+SELECT {label} || CASE WHEN b = '' THEN '' ELSE ' + ' || b END, COUNT(*), SUM(y), SUM(y * y)
 FROM ({rows})
 WHERE a IS NOT NULL AND a <> '' AND b IS NOT NULL
 GROUP BY a, b HAVING COUNT(*) >= :min_images
 """
+# Token dimensions group the compact layout's integer text ids (migration 5) and look each
+# group's text up once: sorting a million integers instead of a million strings.
+_TOKEN_LABEL = "(SELECT text FROM token_texts WHERE id = a)"
+_LABELS = {"token": _TOKEN_LABEL, "token+lora": _TOKEN_LABEL}
 
 
 def value_sums(
@@ -285,7 +289,7 @@ def value_sums(
         list(zip(outcomes["image_id"].tolist(), outcomes["rating"].tolist(), strict=True))
     ).decode("ascii")
     rows = conn.execute(
-        _GROUPED.format(rows=_VALUE_ROWS[dimension]),
+        _GROUPED.format(rows=_VALUE_ROWS[dimension], label=_LABELS.get(dimension, "a")),
         {"outcome": pairs, "min_images": max(min_images, 1)},
     ).fetchall()
     frame = pd.DataFrame(rows, columns=["value", "images", "sum", "sum_sq"])
