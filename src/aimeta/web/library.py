@@ -40,6 +40,15 @@ FILE_TYPES = {
 }
 
 
+class ExportBody(BaseModel):
+    """What to export (paths, prompts or tokens) of which images: ``ids`` (as text, as the
+    API names them), or null for every image matching the filters of the query string."""
+
+    model_config = ConfigDict(extra="forbid")
+    what: str = Field(pattern="^(paths|prompts|tokens)$")
+    ids: list[str] | None = Field(None, max_length=library.COUNT_CAP)
+
+
 class RatingBody(BaseModel):
     """``{"stars": 0..5}``, ``{"reject": true}`` or ``{"pick": true}`` (false clears)."""
 
@@ -132,6 +141,9 @@ class _Prefixed:
     def put(self, path: str, **options: Any) -> Callable[[_Route], _Route]:
         return self.app.put(self.prefix + path, tags=["library"], **options)
 
+    def post(self, path: str, **options: Any) -> Callable[[_Route], _Route]:
+        return self.app.post(self.prefix + path, tags=["library"], **options)
+
 
 def library_query(
     token: list[str] = Query([], description="Positive prompt token (repeat: AND)."),
@@ -179,6 +191,36 @@ def add_routes(app: FastAPI, shared: Library) -> None:
     @api.get("/images", summary="A page of images matching the filters, in the chosen order")
     def images(query: library.LibraryQuery = Depends(library_query)) -> Response:
         return _answer(lambda: library.page(shared.read(), query).to_dict())
+
+    @api.get("/count", summary="How many images the database holds (polled for new images)")
+    def count() -> Response:
+        return _answer(lambda: {"images": library.image_count(shared.read())})
+
+    @api.post(
+        "/export",
+        summary="Paths, prompts or prompt tokens of a selection, one a line",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    def export(body: ExportBody, query: library.LibraryQuery = Depends(library_query)) -> Response:
+        try:
+            if body.ids is None:
+                ids = library.selection_ids(shared.read(), query)
+            else:
+                ids = [int(ident) for ident in body.ids]
+            lines = library.export_lines(shared.read(), ids, body.what)
+        except ValueError:
+            return _error(422, "ids: image ids are integers")
+        except UsageError as exc:
+            return _error(422, exc.message)
+        except AimetaError as exc:
+            return _error(503, exc.message)
+        name = "paths.txt" if body.what == "paths" else f"selection_{body.what}.txt"
+        return Response(
+            "".join(line + "\n" for line in lines),
+            media_type="text/plain; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     @api.get("/facets", summary="Top values with counts among the images matching the filters")
     def facets(query: library.LibraryQuery = Depends(library_query)) -> Response:
