@@ -22,6 +22,7 @@ from aimeta.rating.sidecar import SidecarRating, SidecarWriter
 from aimeta.settings import Settings
 from darktable_xmp import MINIMAL_DARKTABLE_XMP
 from library_fixture import Made, make_library, picture
+from openai_server import ServerState
 
 Image = dict[str, Any]
 
@@ -437,3 +438,31 @@ def test_a_selection_exports_paths_prompts_and_tokens(api: TestClient, made: Mad
 
     assert api.post("/api/export", json={"what": "files", "ids": None}).status_code == 422
     assert api.post("/api/export", json={"what": "paths", "ids": ["x"]}).status_code == 422
+
+
+def test_a_selection_is_rated_by_the_model(
+    small: Made,
+    model_server: ServerState,
+    make_settings: Callable[..., Settings],
+    make_client: Callable[..., TestClient],
+    wait_for_end: Callable[..., dict[str, Any]],
+) -> None:
+    api = make_client(make_settings(model_server.base_url, db=small.database))
+    chosen = [small.images[1], small.images[2]]
+    started = api.post("/api/rate", json={"ids": [image_id(api, path) for path in chosen]})
+    assert started.status_code == 200, started.text
+    assert started.json()["folder"] == str(small.folder)
+    assert started.json()["images"] == 2
+    assert wait_for_end(api)["state"] == "finished"
+    assert model_server.request_count == 2
+    with sqlite3.connect(small.database) as conn:
+        rated = {
+            path
+            for (path,) in conn.execute(
+                "SELECT path FROM ratings WHERE model = ?", (model_server.model_id,)
+            )
+        }
+    assert rated == {str(path) for path in chosen}
+    assert (small.images[1].with_name(small.images[1].name + ".xmp")).is_file()
+    assert not (small.images[3].with_name(small.images[3].name + ".xmp")).exists()
+    assert api.post("/api/rate", json={"ids": []}).status_code == 422

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ from test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _serving
 
 from aimeta.pipelines import all as all_pipeline
 from aimeta.settings import Settings
-from library_fixture import infotext, make_library, picture
+from library_fixture import Made, infotext, make_library, picture
+from openai_server import ServerState, serve
 
 
 def sidecar_rating(image: Path) -> str:
@@ -97,6 +99,18 @@ def test_the_library_searches_opens_and_rates_from_the_keyboard(tmp_path: Path) 
     assert (shots / "library-detail.png").stat().st_size > 10_000
 
 
+def wait_for_ratings(database: Path, model: str, count: int) -> set[str]:
+    """The paths rated by ``model`` once there are ``count`` of them (or after 20 s)."""
+    deadline = time.monotonic() + 20
+    rated: set[str] = set()
+    while time.monotonic() < deadline and len(rated) < count:
+        time.sleep(0.1)
+        with sqlite3.connect(database) as conn:
+            query = "SELECT path FROM ratings WHERE model = ?"
+            rated = {path for (path,) in conn.execute(query, (model,))}
+    return rated
+
+
 def cull(database: Path, decisions: dict[Path, str]) -> None:
     """cull_decisions rows as `aimeta cull` writes them: one group, its pick ranked first."""
     with sqlite3.connect(database) as conn:
@@ -119,16 +133,24 @@ def cull(database: Path, decisions: dict[Path, str]) -> None:
 def test_new_images_appear_culls_show_and_a_selection_exports(tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         pytest.skip("Debian's Chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import sync_playwright
 
     made = make_library(tmp_path, 6)
     cull(made.database, {made.images[4]: "pick", made.images[5]: "reject"})
     shots = Path(os.environ.get("SCREENSHOT_DIR", str(tmp_path)))
     shots.mkdir(parents=True, exist_ok=True)
-    settings = dataclasses.replace(
-        Settings(), db=made.database, host="127.0.0.1", port=_free_port()
-    )
-    with _serving(settings) as url, sync_playwright() as playwright:
+    with serve() as model:
+        settings = dataclasses.replace(
+            Settings(), db=made.database, host="127.0.0.1", port=_free_port(),
+            api_urls=(model.base_url,), converter="pillow", size=128,
+        )  # fmt: skip
+        with _serving(settings) as url:
+            check_news_cull_and_selection(url, made, model, shots)
+
+
+def check_news_cull_and_selection(url: str, made: Made, model: ServerState, shots: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
         )
@@ -188,6 +210,9 @@ def test_new_images_appear_culls_show_and_a_selection_exports(tmp_path: Path) ->
             expected = {infotext(by_path[title]).split("\n")[0] for title in titles[1:4]}
             assert sorted(prompts) == sorted(expected)
             page.screenshot(path=str(shots / "library-selection.png"))
+            page.click("#rate-selection")
+            page.wait_for_selector("#toast:has-text('Rating 3 images')")
+            assert wait_for_ratings(made.database, model.model_id, 3) == set(titles[1:4])
 
             page.click("#select-all")
             assert page.text_content("#selected") == "8 selected"

@@ -363,6 +363,22 @@ async function downloadWildcards(what) {
   }
 }
 
+// A rating job of the selection's files, run and shown by the rating page.
+async function rateSelection() {
+  try {
+    const response = await fetch("/api/rate?" + params(), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ids: state.allMatching ? null : [...state.selected] }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.detail || response.statusText);
+    toast(`Rating ${body.images.toLocaleString()} images: progress on the rating page`);
+  } catch (error) {
+    toast("Cannot rate: " + error.message);
+  }
+}
+
 // ---- facets ---------------------------------------------------------------------------------
 
 const FACETS = [
@@ -713,6 +729,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("show-news").addEventListener("click", refresh);
   $("select-all").addEventListener("click", selectAllMatching);
   $("select-none").addEventListener("click", selectNone);
+  $("rate-selection").addEventListener("click", rateSelection);
   $("copy-paths").addEventListener("click", copyPaths);
   $("export-prompts").addEventListener("click", () => downloadWildcards("prompts"));
   $("export-tokens").addEventListener("click", () => downloadWildcards("tokens"));
