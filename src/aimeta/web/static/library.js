@@ -170,6 +170,8 @@ async function pollNews() {
     return;
   }
   if (generation !== state.generation) return;
+  // Asked once per change: the filtered count runs again only when the database changes again.
+  state.known = count;
   const added = page.total - state.total;
   if (added > 0) {
     $("show-news").textContent =
