@@ -221,6 +221,8 @@ def main() -> int:
             (f"facets, --lora {vocab['lora'][0]}", [("lora", vocab["lora"][0])]),
         ):
             rows.append((label, "", f"{client.median('/api/facets', params, args.runs):.1f} ms"))
+        count = client.median("/api/count", [], args.runs)
+        rows.append(("image count, the page's poll for new images", "", f"{count:.1f} ms"))
         detail = f"/api/images/{thumb_ids[0]}"
         rows.append(("one image in full", "", f"{client.median(detail, [], args.runs):.1f} ms"))
         for ident in thumb_ids:

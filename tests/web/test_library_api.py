@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 from web_helpers import TestClient
 
+from aimeta.pipelines import all as all_pipeline
 from aimeta.rating.answer import Rating
 from aimeta.rating.sidecar import SidecarRating, SidecarWriter
 from aimeta.settings import Settings
 from darktable_xmp import MINIMAL_DARKTABLE_XMP
-from library_fixture import Made, make_library
+from library_fixture import Made, make_library, picture
+from openai_server import ServerState
 
 Image = dict[str, Any]
 
@@ -368,3 +370,99 @@ def test_the_library_page_and_a_missing_database(
     answer = api.get("/api/images")
     assert answer.status_code == 503 and "no database" in answer.json()["detail"]
     assert not (tmp_path / "none.db").exists()
+
+
+def store_cull(database: Path, decisions: list[tuple[int, int | None, int, int, str]]) -> None:
+    """Rows of cull_decisions as `aimeta cull` writes them (image, group, rank, stars, decision)."""
+    with sqlite3.connect(database) as conn:
+        conn.executemany(
+            "INSERT INTO cull_decisions (image_id, group_id, rank, stars, decision, model,"
+            " decided_at) VALUES (?, ?, ?, ?, ?, 'tester', '2026-01-01T00:00:00Z')",
+            decisions,
+        )
+
+
+def test_items_and_the_detail_carry_the_cull_decision(small: Made, small_api: TestClient) -> None:
+    ids = [int(image_id(small_api, path)) for path in small.images]
+    group = ids[0]  # cull names a group after one of its images: a 63-bit id
+    store_cull(
+        small.database,
+        [
+            (ids[0], group, 1, 5, "pick"),
+            (ids[1], group, 2, 2, "reject"),
+            (ids[2], None, 1, 3, "keep"),
+        ],
+    )
+    items = {item["id"]: item for item in small_api.get("/api/images").json()["items"]}
+    assert items[str(ids[0])]["cull"] == {
+        "group": str(group),
+        "rank": 1,
+        "stars": 5,
+        "decision": "pick",
+    }
+    assert items[str(ids[1])]["cull"] == {
+        "group": str(group),
+        "rank": 2,
+        "stars": 2,
+        "decision": "reject",
+    }
+    assert items[str(ids[2])]["cull"] == {"group": None, "rank": 1, "stars": 3, "decision": "keep"}
+    assert items[str(ids[3])]["cull"] is None
+    assert small_api.get(f"/api/images/{ids[1]}").json()["cull"]["decision"] == "reject"
+    assert small_api.get(f"/api/images/{ids[3]}").json()["cull"] is None
+
+
+def test_the_count_follows_new_images(small: Made, small_api: TestClient) -> None:
+    assert small_api.get("/api/count").json() == {"images": 4}
+    picture(small.folder / "img900.png", 900)
+    all_pipeline.run([small.folder], Settings(db=small.database, jobs=1))
+    assert small_api.get("/api/count").json() == {"images": 5}
+
+
+def test_a_selection_exports_paths_prompts_and_tokens(api: TestClient, made: Made) -> None:
+    images = plain_reading(made.database)
+    chosen = sorted(images)[:5]
+    answer = api.post("/api/export", json={"what": "paths", "ids": [str(i) for i in chosen]})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-disposition"] == 'attachment; filename="paths.txt"'
+    assert answer.text.splitlines() == sorted(images[i]["path"] for i in chosen)
+
+    # No ids: every image matching the filters of the query string ("select all matching").
+    red = [i for i, image in images.items() if "red hair" in image["pos"]]
+    answer = api.post("/api/export?token=red+hair", json={"what": "prompts", "ids": None})
+    assert sorted(answer.text.splitlines()) == sorted({images[i]["kv"]["prompt"] for i in red})
+    answer = api.post("/api/export?token=red+hair", json={"what": "tokens", "ids": None})
+    tokens = answer.text.splitlines()
+    assert tokens[0] in {"masterpiece", "red hair", "portrait"}  # in every red-hair image
+    assert set(tokens) == set().union(*(images[i]["pos"] for i in red))
+
+    assert api.post("/api/export", json={"what": "files", "ids": None}).status_code == 422
+    assert api.post("/api/export", json={"what": "paths", "ids": ["x"]}).status_code == 422
+
+
+def test_a_selection_is_rated_by_the_model(
+    small: Made,
+    model_server: ServerState,
+    make_settings: Callable[..., Settings],
+    make_client: Callable[..., TestClient],
+    wait_for_end: Callable[..., dict[str, Any]],
+) -> None:
+    api = make_client(make_settings(model_server.base_url, db=small.database))
+    chosen = [small.images[1], small.images[2]]
+    started = api.post("/api/rate", json={"ids": [image_id(api, path) for path in chosen]})
+    assert started.status_code == 200, started.text
+    assert started.json()["folder"] == str(small.folder)
+    assert started.json()["images"] == 2
+    assert wait_for_end(api)["state"] == "finished"
+    assert model_server.request_count == 2
+    with sqlite3.connect(small.database) as conn:
+        rated = {
+            path
+            for (path,) in conn.execute(
+                "SELECT path FROM ratings WHERE model = ?", (model_server.model_id,)
+            )
+        }
+    assert rated == {str(path) for path in chosen}
+    assert (small.images[1].with_name(small.images[1].name + ".xmp")).is_file()
+    assert not (small.images[3].with_name(small.images[3].name + ".xmp")).exists()
+    assert api.post("/api/rate", json={"ids": []}).status_code == 422

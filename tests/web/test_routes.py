@@ -34,6 +34,9 @@ ROUTES = {
     "/api/images/{image_id}/file",
     "/api/images/{image_id}/rating",
     "/api/facets",
+    "/api/count",
+    "/api/export",
+    "/api/rate",
 }
 
 

@@ -119,6 +119,9 @@ EVIL = "http://evil.example"
         ("get", "/download_last_csv"),
         ("get", "/image_proxy?path=photo00.jpg"),
         ("get", "/"),
+        ("get", "/api/count"),
+        ("post", "/api/export"),
+        ("post", "/api/rate"),
     ],
 )
 def test_requests_from_another_site_are_refused(client: Any, method: str, route: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from aimeta.errors import UsageError
+from aimeta.pipelines import wildcards
 from aimeta.pipelines.search import SearchQuery, search_sql
 
 SORTS = ("newest", "oldest", "rating", "path", "random")
@@ -261,8 +262,9 @@ SELECT i.id, i.path, i.generator, i.width, i.height,
         (SELECT name FROM resources WHERE image_id = i.id AND kind = 'checkpoint'
          ORDER BY name LIMIT 1),
         (SELECT value FROM kv WHERE image_id = i.id AND key = 'model')),
-    {_BEST_AI}, u.stars, u.pick, u.label
+    {_BEST_AI}, u.stars, u.pick, u.label, c.group_id, c.rank, c.stars, c.decision
 FROM images i LEFT JOIN user_ratings u ON u.image_id = i.id
+    LEFT JOIN cull_decisions c ON c.image_id = i.id
 WHERE i.id IN (SELECT value FROM json_each(:ids))
 """
 
@@ -272,7 +274,7 @@ def summaries(conn: sqlite3.Connection, ids: Sequence[int]) -> list[dict[str, An
     numbers hold 53 bits, image ids 63)."""
     found = {}
     for row in conn.execute(_SUMMARY, {"ids": orjson.dumps(list(ids)).decode("ascii")}):
-        ident, path, generator, width, height, prompt, model, best, stars, pick, label = row
+        ident, path, generator, width, height, prompt, model, best, stars, pick, label = row[:11]
         if prompt and len(prompt) > PROMPT_PREVIEW_CHARS:
             prompt = prompt[: PROMPT_PREVIEW_CHARS - 1].rstrip() + "…"
         found[ident] = {
@@ -284,6 +286,7 @@ def summaries(conn: sqlite3.Connection, ids: Sequence[int]) -> list[dict[str, An
             "prompt": prompt,
             "model": model,
             "rating": {"ai": best, "user": _user(stars, pick, label)},
+            "cull": _cull(*row[11:]),
             "thumb": f"/api/images/{ident}/thumb?size=256",
         }
     return [found[ident] for ident in ids if ident in found]
@@ -293,6 +296,17 @@ def _user(stars: int | None, pick: int | None, label: str | None) -> dict[str, A
     if stars is None and not pick and label is None:
         return None
     return {"stars": stars, "pick": pick == 1, "reject": pick == -1, "label": label}
+
+
+def _cull(
+    group: int | None, rank: int | None, stars: int | None, decision: str | None
+) -> dict[str, Any] | None:
+    """What `aimeta cull` decided for an image (None: not culled); the group id as text, as
+    image ids (JavaScript numbers hold 53 bits)."""
+    if decision is None:
+        return None
+    named = None if group is None else str(group)
+    return {"group": named, "rank": rank, "stars": stars, "decision": decision}
 
 
 def ai_ratings(conn: sqlite3.Connection, ident: int) -> list[dict[str, Any]]:
@@ -343,6 +357,9 @@ def detail(conn: sqlite3.Connection, ident: int, *, raw: bool = False) -> dict[s
     user = conn.execute(
         "SELECT stars, pick, label, updated_at FROM user_ratings WHERE image_id = ?", (ident,)
     ).fetchone()
+    cull = conn.execute(
+        "SELECT group_id, rank, stars, decision FROM cull_decisions WHERE image_id = ?", (ident,)
+    ).fetchone()
     errors = [
         {"stage": stage, "reason": reason}
         for stage, reason in conn.execute(
@@ -367,6 +384,7 @@ def detail(conn: sqlite3.Connection, ident: int, *, raw: bool = False) -> dict[s
         "resources": resources,
         "ai_ratings": ai_ratings(conn, ident),
         "user_rating": {**(_user(*user[:3]) or {}), "updated_at": user[3]} if user else None,
+        "cull": _cull(*cull) if cull else None,
         "errors": errors,
         "file": f"/api/images/{ident}/file",
         "thumb": f"/api/images/{ident}/thumb?size=512",
@@ -452,3 +470,41 @@ def set_user_rating(
         (ident, new_stars, new_pick, label, now),
     )
     return {**(_user(new_stars, new_pick, label) or {}), "updated_at": now}
+
+
+def image_count(conn: sqlite3.Connection) -> int:
+    """How many images the database holds: what the page polls to notice new ones (SQLite
+    counts the entries of the smallest index, a few milliseconds at 100,000 images)."""
+    return int(conn.execute("SELECT count(*) FROM images").fetchone()[0])
+
+
+# What a selection exports: its files, or a wildcard list of its prompts or prompt tokens.
+EXPORTS = ("paths", "prompts", "tokens")
+_EXPORT_SQL = {
+    "paths": "SELECT path, 1 FROM images WHERE id IN {members} ORDER BY path",
+    "prompts": "SELECT value, count(*) FROM kv WHERE key = 'prompt' AND image_id IN {members}"
+    " GROUP BY value",
+    "tokens": "SELECT t_norm, count(DISTINCT image_id) FROM tokens WHERE side = 'pos' AND"
+    " image_id IN {members} GROUP BY t_norm",
+}
+
+
+def selection_ids(conn: sqlite3.Connection, query: LibraryQuery) -> list[int]:
+    """Every image matching ``query``'s filters (at most :data:`COUNT_CAP`): "select all
+    matching"."""
+    conditions, params = _conditions(query)
+    user = any("u." in condition for condition in conditions)
+    sql = f"SELECT i.id{_from(conditions, user=user)} LIMIT {COUNT_CAP}"
+    return [row[0] for row in _run(conn, sql, params)]
+
+
+def export_lines(conn: sqlite3.Connection, ids: Sequence[int], what: str) -> list[str]:
+    """The lines of an export of images ``ids``: their paths (sorted), or their distinct
+    prompts or positive tokens, most frequent first (the order of `aimeta wildcards`)."""
+    if what not in EXPORTS:
+        raise UsageError(f"export: use one of {', '.join(EXPORTS)}")
+    sql = _EXPORT_SQL[what].format(members="(SELECT value FROM json_each(:ids))")
+    rows = conn.execute(sql, {"ids": orjson.dumps(list(ids)).decode("ascii")})
+    if what == "paths":
+        return [path for path, _ in rows]
+    return [line.text for line in wildcards.finish(rows, wildcards.LineFilter())]

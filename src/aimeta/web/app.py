@@ -30,7 +30,7 @@ from aimeta.settings import Settings
 from aimeta.web import forms
 from aimeta.web.guard import Guard, allowed_hosts
 from aimeta.web.jobs import JobRunner, JobRunning
-from aimeta.web.library import Library, add_routes
+from aimeta.web.library import Library, add_rating_route, add_routes
 
 HERE = Path(__file__).parent
 # Formats a browser shows itself: served as they are when no rendered JPEG exists yet.
@@ -127,6 +127,7 @@ def create_app(
         )
 
     add_routes(app, shelf)
+    add_rating_route(app, shelf, settings, jobs)
 
     @app.post(
         "/start_processing",

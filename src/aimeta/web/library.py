@@ -9,6 +9,7 @@ ExifTool process (pyexiftool ends the process with the thread that started it).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -24,11 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aimeta import db
 from aimeta.errors import AimetaError, UsageError
-from aimeta.pipelines import library
+from aimeta.pipelines import library, rate
 from aimeta.pipelines.search import SearchQuery
 from aimeta.pipelines.thumbs import Source, ThumbCache
 from aimeta.rating.sidecar import SidecarWriter
 from aimeta.settings import Settings
+from aimeta.web.jobs import JobRunner, JobRunning
 
 FILE_TYPES = {
     ".jpg": "image/jpeg",
@@ -38,6 +40,20 @@ FILE_TYPES = {
     ".gif": "image/gif",
     ".avif": "image/avif",
 }
+
+
+class SelectionBody(BaseModel):
+    """A selection: ``ids`` (as text, as the API names them), or null for every image
+    matching the filters of the query string."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] | None = Field(None, max_length=library.COUNT_CAP)
+
+
+class ExportBody(SelectionBody):
+    """What to export of a selection: its paths, prompts or tokens."""
+
+    what: str = Field(pattern="^(paths|prompts|tokens)$")
 
 
 class RatingBody(BaseModel):
@@ -132,6 +148,9 @@ class _Prefixed:
     def put(self, path: str, **options: Any) -> Callable[[_Route], _Route]:
         return self.app.put(self.prefix + path, tags=["library"], **options)
 
+    def post(self, path: str, **options: Any) -> Callable[[_Route], _Route]:
+        return self.app.post(self.prefix + path, tags=["library"], **options)
+
 
 def library_query(
     token: list[str] = Query([], description="Positive prompt token (repeat: AND)."),
@@ -179,6 +198,32 @@ def add_routes(app: FastAPI, shared: Library) -> None:
     @api.get("/images", summary="A page of images matching the filters, in the chosen order")
     def images(query: library.LibraryQuery = Depends(library_query)) -> Response:
         return _answer(lambda: library.page(shared.read(), query).to_dict())
+
+    @api.get("/count", summary="How many images the database holds (polled for new images)")
+    def count() -> Response:
+        return _answer(lambda: {"images": library.image_count(shared.read())})
+
+    @api.post(
+        "/export",
+        summary="Paths, prompts or prompt tokens of a selection, one a line",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    def export(body: ExportBody, query: library.LibraryQuery = Depends(library_query)) -> Response:
+        try:
+            lines = library.export_lines(shared.read(), _selected(shared, body, query), body.what)
+        except ValueError:
+            return _error(422, "ids: image ids are integers")
+        except UsageError as exc:
+            return _error(422, exc.message)
+        except AimetaError as exc:
+            return _error(503, exc.message)
+        name = "paths.txt" if body.what == "paths" else f"selection_{body.what}.txt"
+        return Response(
+            "".join(line + "\n" for line in lines),
+            media_type="text/plain; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     @api.get("/facets", summary="Top values with counts among the images matching the filters")
     def facets(query: library.LibraryQuery = Depends(library_query)) -> Response:
@@ -232,6 +277,52 @@ def add_routes(app: FastAPI, shared: Library) -> None:
             return JSONResponse(shared.rate(image_id, path, body.stars, pick))
         except AimetaError as exc:
             return _error(500, exc.message)
+
+
+def add_rating_route(app: FastAPI, shared: Library, settings: Settings, jobs: JobRunner) -> None:
+    """``POST /api/rate``: rate a selection with the model, as a job of the rating page."""
+
+    @app.post(
+        "/api/rate",
+        tags=["library"],
+        summary="Rate the selected images with the model (a job of the rating page)",
+        responses={409: {"description": "A job is already running"}},
+    )
+    def rate_selection(
+        body: SelectionBody, query: library.LibraryQuery = Depends(library_query)
+    ) -> Response:
+        try:
+            ids = _selected(shared, body, query)
+            paths = [Path(line) for line in library.export_lines(shared.read(), ids, "paths")]
+        except ValueError:
+            return _error(422, "ids: image ids are integers")
+        except AimetaError as exc:
+            return _error(422, exc.message)
+        if not paths:
+            return _error(422, "no image selected")
+        options = selection_options(paths)
+        problems = rate.check_options(settings, options)
+        if problems:
+            return _error(422, "; ".join(f"{name}: {text}" for name, text in problems.items()))
+        try:
+            started = jobs.start(settings, options)
+        except JobRunning as exc:
+            return _error(409, str(exc))
+        return JSONResponse({**started, "folder": str(options.folder), "images": len(paths)})
+
+
+def selection_options(paths: list[Path]) -> rate.RateOptions:
+    """The rating job of a selection: only its files, the folder (its lock, its CSV) the
+    deepest one holding them all."""
+    folder = Path(os.path.commonpath([str(path.parent) for path in paths]))
+    return rate.RateOptions(folder=folder, paths=tuple(paths))
+
+
+def _selected(shared: Library, body: SelectionBody, query: library.LibraryQuery) -> list[int]:
+    """The ids of a selection (ValueError: an id is not an integer)."""
+    if body.ids is None:
+        return library.selection_ids(shared.read(), query)
+    return [int(ident) for ident in body.ids]
 
 
 def _image_path(shared: Library, image_id: int, *, must_exist: bool = True) -> Path | Response:

@@ -5,6 +5,7 @@
 const PAGE = 200; // images fetched a request
 const CELL = 208; // px of a grid cell (thumbnail + gap)
 const OVERSCAN = 2; // rows drawn above and below the visible ones
+const POLL_MS = 3000; // how often the page asks whether images were added
 
 const state = {
   filters: [], // {param, value, label}
@@ -17,6 +18,10 @@ const state = {
   open: -1, // index shown in the detail view, or -1
   detail: null,
   cells: new Map(), // index -> element, only the drawn ones
+  known: null, // images in the database when the grid was loaded (from /api/count)
+  selected: new Set(), // ids of the selected images
+  allMatching: false, // "select all matching": every image of the filters, loaded or not
+  anchor: -1, // index a shift-click selects from
 };
 
 const $ = (id) => document.getElementById(id);
@@ -105,9 +110,15 @@ async function refresh() {
   state.next = null;
   state.total = 0;
   state.focus = -1;
+  state.selected.clear();
+  state.allMatching = false;
+  state.anchor = -1;
+  $("news").hidden = true;
+  drawSelection();
   for (const cell of state.cells.values()) cell.remove();
   state.cells.clear();
   $("scroller").scrollTop = 0;
+  state.known = await imageCount();
   await loadMore(true);
   loadFacets(state.generation);
 }
@@ -133,6 +144,40 @@ async function loadMore(first) {
     state.loading = false;
   }
   layout();
+}
+
+// ---- images added while the page is open (aimeta watch, aimeta all) -------------------------
+
+async function imageCount() {
+  try {
+    return (await getJSON("/api/count")).images;
+  } catch {
+    return null;
+  }
+}
+
+// The cheap question first (how many images the database holds); only when that changed,
+// how many match the filters now, which is what the grid would show after a reload.
+async function pollNews() {
+  if (document.hidden || state.known === null || state.loading) return;
+  const count = await imageCount();
+  if (count === null || count === state.known) return;
+  const generation = state.generation;
+  let page;
+  try {
+    page = await getJSON("/api/images?" + params({ limit: 1 }));
+  } catch {
+    return;
+  }
+  if (generation !== state.generation) return;
+  // Asked once per change: the filtered count runs again only when the database changes again.
+  state.known = count;
+  const added = page.total - state.total;
+  if (added > 0) {
+    $("show-news").textContent =
+      `${added.toLocaleString()} new image${added === 1 ? "" : "s"} — show`;
+    $("news").hidden = false;
+  }
 }
 
 // ---- the virtualised grid -------------------------------------------------------------------
@@ -166,6 +211,7 @@ function layout() {
     }
     cell.style.transform = `translate(${(index % cols) * CELL}px, ${Math.floor(index / cols) * CELL}px)`;
     cell.classList.toggle("focus", index === state.focus);
+    cell.classList.toggle("selected", isSelected(state.items[index]));
   }
   if (to > state.items.length - cols && state.next) loadMore(false);
 }
@@ -195,12 +241,21 @@ function makeCell(item, index) {
   badge.className = "badge";
   badge.textContent = ratingText(item.rating);
   cell.append(img, badge);
+  if (item.cull && item.cull.decision !== "keep") {
+    // What aimeta cull decided: the pick of a group, or a reject candidate.
+    const cull = el("span", "cull " + item.cull.decision, item.cull.decision);
+    cull.title = `aimeta cull: ${item.cull.decision}, ${item.cull.stars ?? "?"} stars` +
+      (item.cull.group ? `, rank ${item.cull.rank} in its group` : "");
+    cell.append(cull);
+  }
   markCell(cell, item);
   cell.title = item.path;
   cell.addEventListener("click", (event) => {
     event.preventDefault();
     state.focus = index;
-    openDetail(index);
+    if (event.ctrlKey || event.metaKey) toggleSelected(index);
+    else if (event.shiftKey) selectRange(index);
+    else openDetail(index);
   });
   return cell;
 }
@@ -210,6 +265,120 @@ function markCell(cell, item) {
   cell.classList.toggle("rejected", Boolean(user && user.reject));
   cell.classList.toggle("picked", Boolean(user && user.pick));
   cell.querySelector(".badge").textContent = ratingText(item.rating);
+}
+
+// ---- selection: Ctrl-click one, Shift-click a range, or all matching ------------------------
+
+function isSelected(item) {
+  return state.allMatching || state.selected.has(item.id);
+}
+
+function leaveAllMatching() {
+  // Changing a selection of all matching images starts from the ones loaded so far.
+  if (!state.allMatching) return;
+  state.allMatching = false;
+  for (const item of state.items) state.selected.add(item.id);
+}
+
+function toggleSelected(index) {
+  leaveAllMatching();
+  const id = state.items[index].id;
+  if (state.selected.has(id)) state.selected.delete(id);
+  else state.selected.add(id);
+  state.anchor = index;
+  selectionChanged();
+}
+
+function selectRange(index) {
+  leaveAllMatching();
+  const from = state.anchor >= 0 ? state.anchor : index;
+  for (let at = Math.min(from, index); at <= Math.max(from, index); at++) {
+    state.selected.add(state.items[at].id);
+  }
+  state.anchor = index;
+  selectionChanged();
+}
+
+function selectAllMatching() {
+  state.allMatching = true;
+  state.selected.clear();
+  selectionChanged();
+}
+
+function selectNone() {
+  state.allMatching = false;
+  state.selected.clear();
+  state.anchor = -1;
+  selectionChanged();
+}
+
+function selectionCount() {
+  return state.allMatching ? state.total : state.selected.size;
+}
+
+function selectionChanged() {
+  drawSelection();
+  layout();
+}
+
+function drawSelection() {
+  const count = selectionCount();
+  $("selected").textContent = count ? `${count.toLocaleString()} selected` : "";
+  $("actions").hidden = count === 0;
+}
+
+// The selection's paths, prompts or tokens as text lines, from the server (it knows every
+// image of "all matching", loaded or not, and the full prompts).
+async function exportSelection(what) {
+  const response = await fetch("/api/export?" + params(), {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ what, ids: state.allMatching ? null : [...state.selected] }),
+  });
+  if (!response.ok) {
+    const body = await response.json().catch(() => ({}));
+    throw new Error(body.detail || response.statusText);
+  }
+  return response.text();
+}
+
+async function copyPaths() {
+  try {
+    copy(await exportSelection("paths"), `${selectionCount().toLocaleString()} paths`);
+  } catch (error) {
+    toast("Cannot copy: " + error.message);
+  }
+}
+
+async function downloadWildcards(what) {
+  try {
+    const text = await exportSelection(what);
+    const link = el("a");
+    link.href = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
+    link.download = `selection_${what}.txt`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+  } catch (error) {
+    toast("Cannot export: " + error.message);
+  }
+}
+
+// A rating job of the selection's files, run and shown by the rating page.
+async function rateSelection() {
+  try {
+    const response = await fetch("/api/rate?" + params(), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ids: state.allMatching ? null : [...state.selected] }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.detail || response.statusText);
+    toast(`Rating ${body.images.toLocaleString()} images: progress on the rating page`);
+  } catch (error) {
+    toast("Cannot rate: " + error.message);
+  }
 }
 
 // ---- facets ---------------------------------------------------------------------------------
@@ -530,6 +699,7 @@ document.addEventListener("keydown", (event) => {
   else if (key === "ArrowUp" && !detailOpen) move(-columns());
   else if (key === "Enter" && !detailOpen && state.focus >= 0) openDetail(state.focus);
   else if (key === "Escape" && detailOpen) closeDetail();
+  else if (key === "Escape" && selectionCount()) selectNone();
   else if (/^[0-5]$/.test(key)) rate({ stars: Number(key) });
   else if (key === "x") rate({ reject: true });
   else if (key === "p") rate({ pick: true });
@@ -558,6 +728,14 @@ document.addEventListener("DOMContentLoaded", () => {
   $("close").addEventListener("click", closeDetail);
   $("prev").addEventListener("click", () => move(-1));
   $("next").addEventListener("click", () => move(1));
+  $("show-news").addEventListener("click", refresh);
+  $("select-all").addEventListener("click", selectAllMatching);
+  $("select-none").addEventListener("click", selectNone);
+  $("rate-selection").addEventListener("click", rateSelection);
+  $("copy-paths").addEventListener("click", copyPaths);
+  $("export-prompts").addEventListener("click", () => downloadWildcards("prompts"));
+  $("export-tokens").addEventListener("click", () => downloadWildcards("tokens"));
+  setInterval(pollNews, POLL_MS);
   // /library?folder=...&model=... opens with those filters (the rating page links here so);
   // ?token= is the server's access token in remote mode, never a filter.
   for (const [key, value] of new URLSearchParams(location.search)) {
