@@ -20,6 +20,7 @@ from aimeta.cli import watch  # noqa: F401
 from aimeta.cli import web  # noqa: F401
 from aimeta.cli import thumbs  # noqa: F401
 from aimeta.cli import database  # noqa: F401
+
 # isort: on
 from aimeta.cli.common import app
 

@@ -77,9 +77,7 @@ def calibrate(
     """The decision for every entry, by image id (see the module docstring)."""
     levels = _group_levels(entries)
     scores = {entry.image_id: _latent(entry, levels, spread) for entry in entries}
-    ordered = sorted(
-        entries, key=lambda e: (-scores[e.image_id], -(e.absolute or 0.0), e.image_id)
-    )
+    ordered = sorted(entries, key=lambda e: (-scores[e.image_id], -(e.absolute or 0.0), e.image_id))
     stars = _percentile_stars([entry.image_id for entry in ordered], distribution)
     decisions = {}
     for entry in entries:

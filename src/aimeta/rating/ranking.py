@@ -76,9 +76,7 @@ def parse_ranking(text: str, count: int) -> Ranking:
         numbers = [int(word) for word in re.findall(r"\d+", body)]
     if sorted(n for n in numbers if n is not None) != list(range(1, count + 1)):
         shown = body[:160].replace("\n", " ")
-        raise RatingError(
-            f"the answer does not rank images 1 to {count} once each: {shown!r}"
-        )
+        raise RatingError(f"the answer does not rank images 1 to {count} once each: {shown!r}")
     return Ranking(tuple(n for n in numbers if n is not None), reasons)
 
 

@@ -269,7 +269,6 @@ class SidecarWriter:
             raise OutputError(f"cannot write the sidecar {target}: {reason}")
         return target, rate_it
 
-
     def write_user(
         self, image: Path, stars: int | None, pick: int, rated_at: str, style: str = "darktable"
     ) -> Path:
@@ -294,7 +293,6 @@ class SidecarWriter:
             reason = _first_line(errors) or _first_line(output) or f"exit status {status}"
             raise OutputError(f"cannot write the sidecar {target}: {reason}")
         return target
-
 
     def _execute(self, arguments: list[str]) -> tuple[str, int, str]:
         if any(re.search(r"[\x00-\x1f]", arg) for arg in arguments):

@@ -186,7 +186,6 @@ def dry_run(
     return result
 
 
-
 def log(on_event: events.OnEvent, message: str, level: Level = "info") -> None:
     on_event(events.Log(message, level))
 

@@ -178,4 +178,3 @@ class Schedule:
                 "stopped (re-run to rate the rest)"
             )
             self.stop.set()
-
