@@ -26,6 +26,7 @@ user_version commit together. The runner below is small; migrations use the
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -404,6 +405,15 @@ def upgrade(
     latest = migrations[-1].number
     backup = None
     wants_backup = always_backup or any(step.rewrites_table for step in todo)
+    rewrites = any(step.rewrites_table for step in todo) and not state.empty
+    if rewrites:
+        # Status, on stderr like every status line: rewriting a large table takes minutes
+        # (about 2 per 100,000 images for compact_tokens), which would look like a hang.
+        sys.stderr.write(
+            f"aimeta: upgrading {path or 'the database'} from schema {state.version} to"
+            f" {latest}, which rewrites a table (a backup is made first); a large database"
+            " takes a few minutes\n"
+        )
     if todo and wants_backup and not state.empty and path is not None:
         backup = backup_copy(conn, path, state.version)
     applied = _apply(conn, migrations)

@@ -6,6 +6,8 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 import old_databases
 from aimeta import db, migrations
 from aimeta.migrations import MIGRATIONS
@@ -94,3 +96,18 @@ def test_opening_an_up_to_date_database_writes_nothing(tmp_path: Path) -> None:
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     db.connect(path).close()  # a schema script run again would drop and create its views
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_an_upgrade_that_rewrites_a_table_says_so_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tmp_path / "old.db"
+    old_databases.build_v0_1_0(old)
+    db.connect(old).close()
+    fresh = tmp_path / "fresh.db"
+    db.connect(fresh).close()
+    db.connect(old).close()  # up to date now: nothing to say
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"aimeta: upgrading {old} from schema 1 to ")
+    assert "rewrites a table (a backup is made first)" in line
