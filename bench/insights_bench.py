@@ -68,14 +68,6 @@ def command_run(path: Path, by: str) -> tuple[float, float]:
     return time.perf_counter() - started, usage.ru_maxrss / 1024
 
 
-def _images(path: Path) -> int:
-    conn = db.open_readonly(path)
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM images").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000)
@@ -88,7 +80,7 @@ def main() -> int:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="aimeta-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "images.db"
-    if not (args.keep and path.is_file() and _images(path) == args.images):
+    if not (args.keep and path.is_file() and query_bench.image_count(path) == args.images):
         path.unlink(missing_ok=True)
         query_bench.build(path, args.images)
     conn = db.open_readonly(path)

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from aimeta import db
 from aimeta.pipelines.search import SearchQuery
 from aimeta.pipelines.thumbs import render
-from query_bench import _image_count, build, corpus_names, queries
+from query_bench import build, corpus_names, image_count, queries
 
 THUMB_FILES = 40
 PARAM_NAMES = {
@@ -164,7 +164,7 @@ def main() -> int:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="aimeta-library-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     database = folder / "images.db"
-    if args.keep and database.is_file() and _image_count(database) == args.images:
+    if args.keep and database.is_file() and image_count(database) == args.images:
         vocab = corpus_names()[1]
     else:
         database.unlink(missing_ok=True)

@@ -289,7 +289,7 @@ def time_query(conn: sqlite3.Connection, query: SearchQuery, runs: int) -> tuple
     return statistics.median(timings), matches
 
 
-def _image_count(path: Path) -> int:
+def image_count(path: Path) -> int:
     conn = db.open_readonly(path)
     try:
         return int(conn.execute("SELECT COUNT(*) FROM images").fetchone()[0])
@@ -310,7 +310,7 @@ def main() -> int:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "images.db"
     started = time.perf_counter()
-    if args.keep and path.is_file() and _image_count(path) == args.images:
+    if args.keep and path.is_file() and image_count(path) == args.images:
         vocab = corpus_names()[1]
     else:
         path.unlink(missing_ok=True)

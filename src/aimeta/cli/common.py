@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any, ParamSpec, TypeVar
 
 import typer
@@ -162,3 +166,23 @@ def die(message: str, code: int = 1) -> None:
 
 def flush_stdout() -> None:
     sys.stdout.flush()
+
+
+@contextmanager
+def stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
+    """For `rate` and `cull`: first Ctrl-C: stop cleanly (outputs flushed). Second: exit at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            os._exit(130)  # the CSV and sidecars are written atomically: nothing half-written
+        stop.set()
+        stderr.print("Stopping after the images in progress... (Ctrl-C again to quit at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

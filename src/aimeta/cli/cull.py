@@ -12,8 +12,14 @@ import typer
 from rich.markup import escape
 
 from aimeta import settings
-from aimeta.cli.common import app, handle_errors, progress_events, setting_option, stderr
-from aimeta.cli.rating import _stop_on_ctrl_c
+from aimeta.cli.common import (
+    app,
+    handle_errors,
+    progress_events,
+    setting_option,
+    stderr,
+    stop_on_ctrl_c,
+)
 
 if TYPE_CHECKING:
     from aimeta.pipelines import cull as cull_pipeline
@@ -108,7 +114,7 @@ def cull(
         rank_prompt=rank_prompt,
     )
     stop = threading.Event()
-    with _stop_on_ctrl_c(stop), progress_events(quiet) as show:
+    with stop_on_ctrl_c(stop), progress_events(quiet) as show:
         result = cull_pipeline.run(config, options, on_event=show, stop=stop)
     if as_json:
         for row in result.decisions.values():

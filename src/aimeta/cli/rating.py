@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -24,6 +19,7 @@ from aimeta.cli.common import (
     setting_option,
     stderr,
     stdout,
+    stop_on_ctrl_c,
 )
 from aimeta.rating.answer import CRITERIA
 
@@ -112,7 +108,7 @@ def rate(
         dry_run=dry_run,
     )
     stop = threading.Event()
-    with _stop_on_ctrl_c(stop), progress_events(quiet) as show:
+    with stop_on_ctrl_c(stop), progress_events(quiet) as show:
         result = rate_pipeline.run(
             config, options, on_event=_per_image(show, quiet=quiet, as_json=as_json), stop=stop
         )
@@ -151,26 +147,6 @@ def doctor(
                 stderr.print(f"{'':>9}-> {escape(check.advice)}")
     if any(check.status == "problem" for check in checks):
         raise typer.Exit(code=1)
-
-
-@contextmanager
-def _stop_on_ctrl_c(stop: threading.Event) -> Iterator[None]:
-    """First Ctrl-C: stop cleanly (outputs flushed). Second: exit at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        if stop.is_set():
-            os._exit(130)  # the CSV and sidecars are written atomically: nothing half-written
-        stop.set()
-        stderr.print("Stopping after the images in progress... (Ctrl-C again to quit at once)")
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _per_image(show: events.OnEvent, *, quiet: bool, as_json: bool) -> events.OnEvent:
