@@ -189,6 +189,8 @@ function columns() {
 function layout() {
   const scroller = $("scroller");
   const cols = columns();
+  // Columns share the whole width (no empty band at the right); rows keep the CELL pitch.
+  const pitch = Math.floor((scroller.clientWidth - 8) / cols);
   const rows = Math.ceil(state.total / cols);
   $("canvas").style.height = rows * CELL + "px";
   const first = Math.max(0, Math.floor(scroller.scrollTop / CELL) - OVERSCAN);
@@ -209,7 +211,8 @@ function layout() {
       state.cells.set(index, cell);
       $("canvas").append(cell);
     }
-    cell.style.transform = `translate(${(index % cols) * CELL}px, ${Math.floor(index / cols) * CELL}px)`;
+    cell.style.width = pitch - (CELL - 200) + "px";
+    cell.style.transform = `translate(${(index % cols) * pitch}px, ${Math.floor(index / cols) * CELL}px)`;
     cell.classList.toggle("focus", index === state.focus);
     cell.classList.toggle("selected", isSelected(state.items[index]));
   }
