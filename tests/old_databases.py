@@ -103,35 +103,52 @@ def build_v0_1_0(path: Path) -> None:
 def fill(conn: sqlite3.Connection) -> None:
     """Store the INFOTEXTS images through the ingest path, a read error, and OTHER_ROWS."""
     with db.transaction(conn):
-        batch = []
-        for number, (key, infotext) in enumerate(INFOTEXTS.items()):
-            line = {
-                "key": key,
-                "path": f"/photos/{key}",
-                "root": "/photos/Input",
-                "size": 104_857 + number,
-                "mtime_ns": 1_746_093_600_000_000_000 + number,
-                "sha256": f"{number:064x}",
-                "reader": "native",
-            }
-            prepared = prepare_fields(line, {"parameters": infotext}, (832, 1216))
-            assert prepared.rows is not None
-            batch.append(prepared.rows)
-        # Tokens through plain SQL on `tokens`: a table in 0.1.0's layout, a view whose
-        # INSTEAD OF trigger interns the texts since migration 5 (store_batch writes only the
-        # current layout).
-        tokens = [row for rows in batch for row in rows.tokens]
-        for rows in batch:
-            rows.tokens = []
-        db.store_batch(conn, batch)
-        conn.executemany(
-            "INSERT INTO tokens (image_id, side, position, t_raw, t_norm, weight)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            tokens,
-        )
+        fill_images(conn, INFOTEXTS)
         db.record_error(conn, "/photos/Input/broken.png", "read", "truncated PNG chunk IDAT")
         for sql in OTHER_ROWS.values():
             conn.execute(sql)
+
+
+def fill_images(conn: sqlite3.Connection, infotexts: dict[str, str]) -> None:
+    """Store (or store again) images {key: A1111 infotext} as ingest does, in whichever layout
+    the database has (inside the caller's transaction)."""
+    batch = []
+    for number, (key, infotext) in enumerate(infotexts.items()):
+        line = {
+            "key": key,
+            "path": f"/photos/{key}",
+            "root": "/photos/Input",
+            "size": 104_857 + number,
+            "mtime_ns": 1_746_093_600_000_000_000 + number,
+            "sha256": f"{number:064x}",
+            "reader": "native",
+        }
+        prepared = prepare_fields(line, {"parameters": infotext}, (832, 1216))
+        assert prepared.rows is not None
+        batch.append(prepared.rows)
+    # Tokens through plain SQL on `tokens`: a table in 0.1.0's layout, a view whose
+    # INSTEAD OF trigger interns the texts since migration 5 (store_batch writes only the
+    # current layout).
+    tokens = [row for rows in batch for row in rows.tokens]
+    for rows in batch:
+        rows.tokens = []
+    # Before migration 6 images had no raw_zlib: the column exists while store_batch
+    # writes, and goes again with the raw text back in raw_json.
+    before_raw_zlib = not any(
+        row[1] == "raw_zlib" for row in conn.execute("PRAGMA table_info(images)")
+    )
+    if before_raw_zlib:
+        conn.execute("ALTER TABLE images ADD COLUMN raw_zlib BLOB")
+    db.store_batch(conn, batch)
+    if before_raw_zlib:
+        conn.create_function("raw_text", 2, db.raw_text, deterministic=True)
+        conn.execute("UPDATE images SET raw_json = raw_text(raw_json, raw_zlib)")
+        conn.execute("ALTER TABLE images DROP COLUMN raw_zlib")
+    conn.executemany(
+        "INSERT INTO tokens (image_id, side, position, t_raw, t_norm, weight)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        tokens,
+    )
 
 
 def columns(path: Path) -> dict[str, list[str]]:
@@ -154,12 +171,17 @@ def columns(path: Path) -> dict[str, list[str]]:
 
 
 def contents(path: Path, tables: dict[str, list[str]]) -> dict[str, list[tuple[Any, ...]]]:
-    """All rows of ``tables`` (only the columns given), sorted; prompts_fts with its rowid."""
+    """All rows of ``tables`` (only the columns given), sorted; prompts_fts with its rowid;
+    ``images.raw_json`` as the text it holds, also once compressed (migration 6)."""
     conn = sqlite3.connect(path)
     try:
+        compressed = any(row[1] == "raw_zlib" for row in conn.execute("PRAGMA table_info(images)"))
+        conn.create_function("raw_text", 2, db.raw_text, deterministic=True)
         found = {}
         for table, names in tables.items():
             listed = ", ".join(f'"{name}"' for name in names)
+            if table == "images" and compressed:
+                listed = listed.replace('"raw_json"', "raw_text(raw_json, raw_zlib)")
             if table == "prompts_fts":
                 listed = "rowid, " + listed
             rows = conn.execute(f'SELECT {listed} FROM "{table}"').fetchall()

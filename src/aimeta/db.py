@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -332,6 +333,39 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
 
 
+# The raw metadata of an image (every text field read from its file, as JSON) is kept in
+# images.raw_zlib, zlib-compressed, when that saves at least a fifth of it (migration 6); a
+# short text that would not shrink stays readable in images.raw_json. One of the two is set.
+# SQLite cannot decompress, so DB Browser shows the blob: `aimeta show PATH --raw` prints it.
+RAW_COLUMNS = "raw_json, raw_zlib"
+RAW_ZLIB_LEVEL = 6
+_RAW_MIN_SAVING = 0.2
+
+
+def pack_raw(text: str) -> tuple[str | None, bytes | None]:
+    """(raw_json, raw_zlib) to store for the raw metadata ``text``."""
+    data = text.encode("utf-8")
+    if len(data) < 64:
+        return text, None
+    packed = zlib.compress(data, RAW_ZLIB_LEVEL)
+    if len(packed) > len(data) * (1 - _RAW_MIN_SAVING):
+        return text, None
+    return None, packed
+
+
+def raw_text(raw_json: str | None, raw_zlib: bytes | None) -> str | None:
+    """The raw metadata stored as (raw_json, raw_zlib), as the JSON text it was."""
+    if raw_zlib is not None:
+        return zlib.decompress(raw_zlib).decode("utf-8")
+    return raw_json
+
+
+def raw_fields(raw_json: str | None, raw_zlib: bytes | None) -> Any:
+    """The raw metadata stored as (raw_json, raw_zlib), parsed (None when nothing is stored)."""
+    text = raw_text(raw_json, raw_zlib)
+    return orjson.loads(text) if text else None
+
+
 @dataclass(slots=True)
 class ImageRows:
     """Every row one image contributes, ready to insert (plain tuples: cheap to send between
@@ -369,7 +403,7 @@ def image_rows(
         image.get("height"),
         generator,
         image.get("reader"),
-        _json(image.get("raw") or {}),
+        *pack_raw(_json(image.get("raw") or {})),
         _json(record.extra) if record and record.extra else None,
         _json(record.warnings) if record and record.warnings else None,
         image.get("parser_version"),
@@ -404,14 +438,14 @@ def store_image(
 
 
 _INSERT_IMAGE = """INSERT INTO images (id, key, path, root, file_name, ext, size, mtime_ns,
-       sha256, width, height, generator, reader, raw_json, extra_json, warnings_json,
-       parser_version, ingested_at)
-   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+       sha256, width, height, generator, reader, raw_json, raw_zlib, extra_json,
+       warnings_json, parser_version, ingested_at)
+   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
    ON CONFLICT(id) DO UPDATE SET key=excluded.key, path=excluded.path,
        root=excluded.root, file_name=excluded.file_name, ext=excluded.ext,
        size=excluded.size, mtime_ns=excluded.mtime_ns, sha256=excluded.sha256,
        width=excluded.width, height=excluded.height, generator=excluded.generator,
-       reader=excluded.reader, raw_json=excluded.raw_json,
+       reader=excluded.reader, raw_json=excluded.raw_json, raw_zlib=excluded.raw_zlib,
        extra_json=excluded.extra_json, warnings_json=excluded.warnings_json,
        parser_version=excluded.parser_version, ingested_at=excluded.ingested_at"""
 
@@ -436,7 +470,7 @@ def store_batch(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> None:
         # trigger on kv has nothing to keep current (else it re-indexes the prompts per
         # deleted prompt row: 3,000 images replaced, 1.3 s -> 0.1 s).
         ids = [(ident,) for ident in seen_before]
-        conn.executemany("DELETE FROM prompts_fts WHERE rowid = ?", ids)
+        drop_prompt_index_rows(conn, seen_before)
         conn.executemany("DELETE FROM kv WHERE image_id = ?", ids)
         conn.executemany("DELETE FROM token_rows WHERE image_id = ?", ids)
         conn.executemany("DELETE FROM resources WHERE image_id = ?", ids)
@@ -451,6 +485,19 @@ def store_batch(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> None:
     )
     _store_tokens(conn, [row for rows in batch for row in rows.tokens])
     conn.executemany(_INSERT_RESOURCE, [row for rows in batch for row in rows.resources])
+
+
+def drop_prompt_index_rows(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
+    """Take images out of the full-text index while their kv rows still hold the prompts it
+    indexed (it reads them from there to know what to remove). Only images it has: removing
+    one it never indexed would remove tokens it does not have (see migration 6)."""
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        indexed = conn.execute(
+            f"SELECT id FROM prompts_fts_docsize WHERE id IN ({marks})", chunk
+        ).fetchall()
+        conn.executemany("DELETE FROM prompts_fts WHERE rowid = ?", indexed)
 
 
 # Normalised tokens of one side (parameter) counted by images, straight from the compact

@@ -288,6 +288,101 @@ def compact_tokens(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+# Migration 6: the prompts are stored once, in kv. Until 5, prompts_fts kept its own copy of
+# both prompts (prompts_fts_content: 1.2 KB per image on bench/scale.py's corpus, the prompt
+# text's fourth copy). Now it is an external-content index that reads the text, when it needs
+# it, from the view v_prompts over kv (a lookup by image id goes through kv's primary key: the
+# view's WHERE is pushed into its GROUP BY). An external-content index must be told what it
+# indexed when a row goes away: a plain DELETE of a row reads the text from the view, so it
+# must run while kv still holds that text, hence BEFORE triggers; and it must never run for a
+# row that is not indexed (the index would drop tokens it never had), hence every delete asks
+# prompts_fts_docsize (one small row per indexed image) first. db.store_batch inserts an
+# image's full-text row itself, after its kv rows, as before.
+_PROMPTS_VIEW = """CREATE VIEW v_prompts AS
+SELECT image_id,
+    MAX(CASE WHEN key = 'prompt' THEN value END) AS prompt,
+    MAX(CASE WHEN key = 'negative_prompt' THEN value END) AS negative_prompt
+FROM kv WHERE key IN ('prompt', 'negative_prompt') GROUP BY image_id"""
+
+_EXTERNAL_PROMPTS_FTS = (
+    "DROP TRIGGER IF EXISTS trg_kv_prompts_fts_delete",
+    "DROP TRIGGER IF EXISTS trg_kv_prompts_fts_update",
+    "DROP TRIGGER IF EXISTS trg_kv_prompts_fts_before_update",
+    "DROP TABLE IF EXISTS prompts_fts",
+    "DROP VIEW IF EXISTS v_prompts",
+    _PROMPTS_VIEW,
+    """CREATE VIRTUAL TABLE prompts_fts USING fts5(
+    prompt, negative_prompt, content = 'v_prompts', content_rowid = 'image_id',
+    tokenize = 'unicode61 remove_diacritics 2'
+)""",
+    "INSERT INTO prompts_fts (prompts_fts) VALUES ('rebuild')",
+    # A prompt row deleted (by anyone, also by the cascade from images): the image's entry
+    # goes while kv still has both texts, and comes back with the text that stays, if any.
+    """CREATE TRIGGER trg_kv_prompts_fts_delete BEFORE DELETE ON kv
+WHEN old.key IN ('prompt', 'negative_prompt')
+    AND EXISTS (SELECT 1 FROM prompts_fts_docsize WHERE id = old.image_id)
+BEGIN
+    DELETE FROM prompts_fts WHERE rowid = old.image_id;
+    INSERT INTO prompts_fts (rowid, prompt, negative_prompt)
+    SELECT image_id, left_prompt, left_negative FROM (
+        SELECT image_id,
+            CASE WHEN old.key = 'prompt' THEN NULL ELSE prompt END AS left_prompt,
+            CASE WHEN old.key = 'negative_prompt' THEN NULL ELSE negative_prompt END
+                AS left_negative
+        FROM v_prompts WHERE image_id = old.image_id)
+    WHERE left_prompt IS NOT NULL OR left_negative IS NOT NULL;
+END""",
+    """CREATE TRIGGER trg_kv_prompts_fts_before_update BEFORE UPDATE ON kv
+WHEN old.key IN ('prompt', 'negative_prompt') OR new.key IN ('prompt', 'negative_prompt')
+BEGIN
+    DELETE FROM prompts_fts WHERE rowid IN (
+        SELECT id FROM prompts_fts_docsize WHERE id IN (old.image_id, new.image_id));
+END""",
+    """CREATE TRIGGER trg_kv_prompts_fts_update AFTER UPDATE ON kv
+WHEN old.key IN ('prompt', 'negative_prompt') OR new.key IN ('prompt', 'negative_prompt')
+BEGIN
+    INSERT INTO prompts_fts (rowid, prompt, negative_prompt)
+    SELECT image_id, prompt, negative_prompt FROM v_prompts
+    WHERE image_id IN (old.image_id, new.image_id)
+        AND image_id NOT IN (SELECT id FROM prompts_fts_docsize);
+END""",
+)
+
+
+def compact_prompts_and_raw(conn: sqlite3.Connection) -> None:
+    """Migration 6: the full-text index reads the prompts from kv instead of keeping a copy
+    (see _EXTERNAL_PROMPTS_FTS), and the raw metadata of each image is kept zlib-compressed
+    in ``images.raw_zlib`` where that saves space (``raw_json`` is then NULL; see
+    :func:`aimeta.db.raw_columns`)."""
+    for statement in _EXTERNAL_PROMPTS_FTS:
+        conn.execute(statement)
+    if not _has_column(conn, "images", "raw_zlib"):
+        conn.execute("ALTER TABLE images ADD COLUMN raw_zlib BLOB")
+    _compress_raw(conn)
+
+
+def _compress_raw(conn: sqlite3.Connection, batch: int = 2000) -> None:
+    """Compress the stored raw metadata, batch by batch in id order (the rows stay where they
+    are; the space they free is reused by later writes, or given back by VACUUM)."""
+    from aimeta.db import pack_raw  # db imports this module
+
+    last = -1
+    while True:
+        rows = conn.execute(
+            "SELECT id, raw_json FROM images WHERE id > ? AND raw_json IS NOT NULL"
+            " ORDER BY id LIMIT ?",
+            (last, batch),
+        ).fetchall()
+        if not rows:
+            return
+        packed = [(ident, pack_raw(text)) for ident, text in rows]
+        conn.executemany(
+            "UPDATE images SET raw_json = NULL, raw_zlib = ? WHERE id = ?",
+            [(blob, ident) for ident, (text, blob) in packed if blob is not None],
+        )
+        last = rows[-1][0]
+
+
 # Numbers are unique and increasing (the runner accepts gaps); each database records the
 # numbers it applied.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -296,6 +391,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "track_image_identity", track_image_identity),
     Migration(4, "add_cull_tables", add_cull_tables),
     Migration(5, "compact_tokens", compact_tokens, rewrites_table=True),
+    Migration(6, "compact_prompts_and_raw", compact_prompts_and_raw, rewrites_table=True),
 )
 
 

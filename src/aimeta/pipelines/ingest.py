@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
-
 from aimeta import db, events, workers
 from aimeta.errors import InputError
 from aimeta.pipelines.dump import HEADER_PREFIX
@@ -333,7 +331,7 @@ def reparse(
     while True:
         rows = conn.execute(
             "SELECT id, key, path, root, file_name, ext, size, mtime_ns, sha256, width, height,"
-            " reader, raw_json FROM images WHERE id > ? ORDER BY id LIMIT ?",
+            f" reader, {db.RAW_COLUMNS} FROM images WHERE id > ? ORDER BY id LIMIT ?",
             (last_id, batch_size),
         ).fetchall()
         if not rows:
@@ -350,7 +348,7 @@ def reparse(
                 "reader": row[11],
             }
             size = (row[9], row[10]) if row[9] is not None else None
-            prepared.append(prepare_fields(line, orjson.loads(row[12] or "{}"), size))
+            prepared.append(prepare_fields(line, db.raw_fields(row[12], row[13]) or {}, size))
         with db.transaction(conn):
             apply(conn, prepared, result)
         last_id = rows[-1][0]

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from aimeta import db
 from aimeta.errors import UsageError
 from aimeta.pipelines import wildcards
 from aimeta.pipelines.search import SearchQuery, search_sql
@@ -331,8 +332,8 @@ def ai_ratings(conn: sqlite3.Connection, ident: int) -> list[dict[str, Any]]:
 def detail(conn: sqlite3.Connection, ident: int, *, raw: bool = False) -> dict[str, Any] | None:
     """Everything stored about image ``ident`` (None: no such image)."""
     row = conn.execute(
-        "SELECT id, path, key, generator, width, height, size, mtime_ns, ext, reader, raw_json"
-        " FROM images WHERE id = ?",
+        "SELECT id, path, key, generator, width, height, size, mtime_ns, ext, reader,"
+        f" {db.RAW_COLUMNS} FROM images WHERE id = ?",
         (ident,),
     ).fetchone()
     if row is None:
@@ -390,7 +391,7 @@ def detail(conn: sqlite3.Connection, ident: int, *, raw: bool = False) -> dict[s
         "thumb": f"/api/images/{ident}/thumb?size=512",
     }
     if raw:
-        info["raw"] = orjson.loads(row[10]) if row[10] else None
+        info["raw"] = db.raw_fields(row[10], row[11])
     return info
 
 

@@ -281,6 +281,6 @@ def prune(conn: sqlite3.Connection, *, dry_run: bool = False) -> list[str]:
     with db.transaction(conn):
         conn.executemany("DELETE FROM ratings WHERE image_id = ?", ids)
         # Their full-text rows first: the kv delete trigger would otherwise re-index them.
-        conn.executemany("DELETE FROM prompts_fts WHERE rowid = ?", ids)
+        db.drop_prompt_index_rows(conn, [ident for ident, _path in rows])
         conn.executemany("DELETE FROM images WHERE id = ?", ids)
     return [path for _ident, path in rows]

@@ -1,6 +1,7 @@
 """resources: rebuild the resources table from the raw metadata stored for every image.
 
-The text fields of each image are kept in ``images.raw_json``, so a parser improvement applies
+The text fields of each image are kept in ``images.raw_json`` (or compressed in ``raw_zlib``),
+so a parser improvement applies
 by parsing them again, without reading any file. Images are read in id order, a batch at a
 time (keyset paging, so memory stays flat however large the database is), and each batch's
 rows are replaced inside one transaction: a killed run loses at most one batch, and running it
@@ -56,8 +57,8 @@ def run(
             break
         last_id = batch[-1][0]
         with db.transaction(conn):
-            for image_id, path, raw_json in batch:
-                _rebuild_one(conn, image_id, path, raw_json, result)
+            for image_id, path, raw_json, raw_zlib in batch:
+                _rebuild_one(conn, image_id, path, (raw_json, raw_zlib), result)
         result.images += len(batch)
         on_event(events.Progress(STAGE, advance=len(batch), item=batch[-1][1]))
     on_event(events.Finished(STAGE))
@@ -73,17 +74,17 @@ def run(
 
 def _next_batch(
     conn: sqlite3.Connection, after: int | None, size: int
-) -> list[tuple[int, str, str | None]]:
+) -> list[tuple[int, str, str | None, bytes | None]]:
     if after is None:
         rows = conn.execute(
-            "SELECT id, path, raw_json FROM images ORDER BY id LIMIT ?", (size,)
+            f"SELECT id, path, {db.RAW_COLUMNS} FROM images ORDER BY id LIMIT ?", (size,)
         ).fetchall()
     else:
         rows = conn.execute(
-            "SELECT id, path, raw_json FROM images WHERE id > ? ORDER BY id LIMIT ?",
+            f"SELECT id, path, {db.RAW_COLUMNS} FROM images WHERE id > ? ORDER BY id LIMIT ?",
             (after, size),
         ).fetchall()
-    return [(int(row[0]), str(row[1]), row[2]) for row in rows]
+    return [(int(row[0]), str(row[1]), row[2], row[3]) for row in rows]
 
 
 def _fields(raw_json: str | None) -> dict[str, str]:
@@ -103,12 +104,12 @@ def _rebuild_one(
     conn: sqlite3.Connection,
     image_id: int,
     path: str,
-    raw_json: str | None,
+    raw: tuple[str | None, bytes | None],
     result: ResourcesResult,
 ) -> None:
     conn.execute("DELETE FROM resources WHERE image_id = ?", (image_id,))
     try:
-        record = parse_fields(_fields(raw_json))
+        record = parse_fields(_fields(db.raw_text(*raw)))
     except Exception as exc:  # one bad image must not stop the rebuild
         reason = f"could not re-parse the stored metadata: {exc!r}"
         db.record_error(conn, path, STAGE, reason)
