@@ -86,9 +86,7 @@ def test_deleting_and_updating_kv_keeps_the_index_equal_to_kv(
         "/photos/Input/forest/fox.png"
     ]
     with db.transaction(conn):  # the prompt goes, the negative prompt stays searchable
-        conn.execute(
-            "DELETE FROM kv WHERE key = 'prompt' AND image_id = ?", (ids["owl.png"],)
-        )
+        conn.execute("DELETE FROM kv WHERE key = 'prompt' AND image_id = ?", (ids["owl.png"],))
     check_index(conn)
     assert "/photos/Input/forest/owl.png" not in text_hits(conn)["owl"]
     negative = conn.execute(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from aimeta.cli import metadata  # noqa: F401
 from aimeta.cli import resources  # noqa: F401
 from aimeta.cli import query  # noqa: F401
+from aimeta.cli import show  # noqa: F401
 from aimeta.cli import insights  # noqa: F401
 from aimeta.cli import rating  # noqa: F401
 from aimeta.cli import cull  # noqa: F401
