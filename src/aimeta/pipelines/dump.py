@@ -9,7 +9,9 @@ header (``{"aimeta_dump": 1, "id": ...}``) that identifies the file.
 The output is append-only: a run adds lines for new and changed files, so ``ingest`` can
 continue from where it stopped. Files already read with the same size and mtime are skipped
 (unless ``force``); that state is kept next to the output in ``<out>.seen``. A killed run
-leaves at most a partial last line, which the next run cuts off before appending.
+leaves at most a partial last line, which the next run cuts off before appending. ``aimeta
+all`` starts a new file (:func:`start_afresh`) once every line is stored in the database,
+which keeps the same text fields, compressed.
 """
 
 from __future__ import annotations
@@ -557,10 +559,7 @@ class _Output:
             _cut_partial_line(seen_path(self.out))
             self.lines = self.out.open("ab")
             if self.lines.tell() == 0:
-                # A header unique to this file: ingest tells a new file at the same path
-                # from the one it has already read by it.
-                header = {"aimeta_dump": 1, "id": uuid.uuid4().hex, "created": time.time()}
-                self.lines.write(orjson.dumps(header) + b"\n")
+                self.lines.write(_header_line())
             self.seen = seen_path(self.out).open("ab")
         except OSError as exc:
             raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
@@ -600,6 +599,32 @@ class _Output:
             raise OutputError(f"cannot write {self.out}: {exc.strerror or exc}") from exc
         if sink is not None and chunk.prepared is not None:
             sink(chunk.prepared, end)
+
+
+def _header_line() -> bytes:
+    """A header unique to one JSONL file: ingest tells a new file at the same path from the one
+    it has already read by it."""
+    header = {"aimeta_dump": 1, "id": uuid.uuid4().hex, "created": time.time()}
+    return orjson.dumps(header) + b"\n"
+
+
+def start_afresh(out: Path) -> None:
+    """Replace the JSONL file ``out`` by a new one holding only a new header (call it once
+    every line of ``out`` is stored: the database keeps each file's raw text fields, which
+    ``aimeta show --raw`` prints and ``aimeta ingest --reparse`` parses again). The new
+    header gives the file a new identity, so ingest reads it from its start. Atomic: a run
+    killed before the rename leaves the old file, stored to its end, to be replaced next time.
+    ``<out>.seen`` stays: the files it lists are read, and are skipped while unchanged."""
+    fresh = out.with_name(out.name + ".new")
+    try:
+        with fresh.open("wb") as handle:
+            handle.write(_header_line())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(fresh, out)
+    except OSError as exc:
+        fresh.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from exc
 
 
 def _cut_partial_line(path: Path) -> None:

@@ -271,6 +271,17 @@ def identity(source: Path) -> str:
     return hashlib.blake2b(head, digest_size=8).hexdigest()
 
 
+def stored_to_end(conn: sqlite3.Connection, source: Path) -> bool:
+    """Whether every line of the JSONL file ``source`` after its header is stored (the
+    position recorded for it is its end, and it has more than a header)."""
+    if not source.is_file():
+        return False
+    size = source.stat().st_size
+    with source.open("rb") as handle:
+        header = len(handle.readline())
+    return size > header and _stored_offset(conn, str(source.resolve()), identity(source)) == size
+
+
 def _count_lines(source: Path, offset: int) -> int:
     """Complete file lines after ``offset``, for the progress bar: a newline count (~1 GB/s),
     less the header line when it is among them."""
