@@ -335,8 +335,9 @@ def _json(value: Any) -> str:
 
 # The raw metadata of an image (every text field read from its file, as JSON) is kept in
 # images.raw_zlib, zlib-compressed, when that saves at least a fifth of it (migration 6); a
-# short text that would not shrink stays readable in images.raw_json. One of the two is set.
-# SQLite cannot decompress, so DB Browser shows the blob: `aimeta show PATH --raw` prints it.
+# short text that would not shrink stays readable in images.raw_json. aimeta sets one of the
+# two; raw_json wins when both are set (someone's edit in DB Browser takes effect). SQLite
+# cannot decompress, so DB Browser shows the blob: `aimeta show PATH --raw` prints it.
 RAW_COLUMNS = "raw_json, raw_zlib"
 RAW_ZLIB_LEVEL = 6
 _RAW_MIN_SAVING = 0.2
@@ -355,7 +356,7 @@ def pack_raw(text: str) -> tuple[str | None, bytes | None]:
 
 def raw_text(raw_json: str | None, raw_zlib: bytes | None) -> str | None:
     """The raw metadata stored as (raw_json, raw_zlib), as the JSON text it was."""
-    if raw_zlib is not None:
+    if raw_json is None and raw_zlib is not None:
         return zlib.decompress(raw_zlib).decode("utf-8")
     return raw_json
 

@@ -19,7 +19,7 @@ from factory import png_with_text
 # The full-text index answers the same search whether workers parsed or not.
 FTS = {
     "fts": "SELECT rowid FROM prompts_fts WHERE prompts_fts MATCH 'fox' ORDER BY 1",
-    "raw": "SELECT key, raw_json FROM images ORDER BY key",
+    "raw": "SELECT key, raw_json, raw_zlib FROM images ORDER BY key",
 }
 
 

@@ -99,10 +99,10 @@ def test_ingest_stores_each_file_once_and_records_failures(tmp_path: Path) -> No
     assert "not valid JSON" in errors[str(folder / "broken.png")]
     assert result.stored == 5 and len(result.failures) == 2
     # Raw text is kept for files no parser understood, so nothing is lost.
-    raw_json = conn.execute(
-        "SELECT raw_json FROM images WHERE file_name = 'broken.png'"
-    ).fetchone()[0]
-    assert '"class_type"' in orjson.loads(raw_json)["prompt"]
+    stored = conn.execute(
+        f"SELECT {db.RAW_COLUMNS} FROM images WHERE file_name = 'broken.png'"
+    ).fetchone()
+    assert '"class_type"' in db.raw_fields(*stored)["prompt"]
 
 
 def test_a1111_and_comfyui_values_reach_the_database(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from aimeta import db
 from aimeta.cli import app
-from aimeta.pipelines import dump, ingest
+from aimeta.pipelines import ingest
 from factory import png_with_text
 
 runner = CliRunner()
@@ -90,7 +90,7 @@ def test_a_run_killed_before_the_new_file_replaced_the_old_one_loses_nothing(
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(dump, "start_afresh", killed)
+        patch.setattr(ingest, "start_afresh", killed)
         runner.invoke(app, ["all", "Input"])
     raw = tmp_path / "out" / "exif_raw.jsonl"
     assert len(lines(raw)) == 3  # the header and both files: stored, not replaced yet

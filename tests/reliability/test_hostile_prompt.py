@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rel_support import integrity_ok, run_aimeta
 
+from aimeta import db
 from aimeta.metadata.tokens import MAX_TOKENS_PER_SIDE
 from factory import png_with_text
 
@@ -64,9 +65,10 @@ def test_hostile_prompt_is_bounded(tmp_path: Path) -> None:
         kv = dict(
             conn.execute("SELECT key, value FROM kv WHERE image_id = ?", (hostile_id,)).fetchall()
         )
-        raw = json.loads(
-            conn.execute("SELECT raw_json FROM images WHERE id = ?", (hostile_id,)).fetchone()[0]
-        )
+        stored = conn.execute(
+            f"SELECT {db.RAW_COLUMNS} FROM images WHERE id = ?", (hostile_id,)
+        ).fetchone()
+        raw = json.loads(db.raw_text(*stored) or "")
         first = conn.execute(
             "SELECT t_norm FROM tokens WHERE image_id = ? AND side = 'pos' ORDER BY position"
             " LIMIT 2",

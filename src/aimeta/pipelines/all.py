@@ -132,10 +132,9 @@ def store(
             if exporting is not None:
                 exporting.result()
         ingested.seconds += time.perf_counter() - started
-        if ingest.stored_to_end(conn, raw):
-            # Its lines are in the database now (the raw text fields compressed): keeping
-            # them twice doubled out/ for ComfyUI workflows (see dump.start_afresh).
-            dump.start_afresh(raw)
+        # The lines are in the database now (the raw text fields compressed): keeping them
+        # twice doubled out/ for ComfyUI workflows (see dump.start_afresh).
+        ingest.start_afresh_when_stored(conn, raw)
         summary = db.summary(conn)
     finally:
         conn.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aimeta import db, events, workers
 from aimeta.errors import InputError
-from aimeta.pipelines.dump import HEADER_PREFIX
+from aimeta.pipelines.dump import HEADER_PREFIX, start_afresh
 from aimeta.pipelines.prepare import CLEARED_STAGES, Prepared, prepare_fields, prepare_raw_lines
 
 
@@ -204,18 +204,7 @@ class BatchWriter:
         with db.transaction(self.conn):
             apply(self.conn, job.batch, self.result)
             if job.progress is not None and job.end is not None:
-                self.conn.execute(
-                    "INSERT INTO ingest_progress (source, identity, offset) VALUES (?, ?, ?)"
-                    " ON CONFLICT(source) DO UPDATE SET identity=excluded.identity,"
-                    " offset=excluded.offset",
-                    (*job.progress, job.end),
-                )
-                # The same file known under an older path (the output folder was moved): one
-                # row per file is enough.
-                self.conn.execute(
-                    "DELETE FROM ingest_progress WHERE identity = ? AND source <> ?",
-                    (job.progress[1], job.progress[0]),
-                )
+                _record_progress(self.conn, *job.progress, job.end)
         self.result.lines += len(job.batch)
         self.on_event(events.Progress(self.stage, advance=len(job.batch)))
 
@@ -269,6 +258,31 @@ def identity(source: Path) -> str:
     with source.open("rb") as handle:
         head = handle.readline()
     return hashlib.blake2b(head, digest_size=8).hexdigest()
+
+
+def _record_progress(conn: sqlite3.Connection, source_key: str, identity: str, end: int) -> None:
+    conn.execute(
+        "INSERT INTO ingest_progress (source, identity, offset) VALUES (?, ?, ?)"
+        " ON CONFLICT(source) DO UPDATE SET identity=excluded.identity, offset=excluded.offset",
+        (source_key, identity, end),
+    )
+    # The same file known under an older path (the output folder was moved): one row per file
+    # is enough.
+    conn.execute(
+        "DELETE FROM ingest_progress WHERE identity = ? AND source <> ?", (identity, source_key)
+    )
+
+
+def start_afresh_when_stored(conn: sqlite3.Connection, source: Path) -> bool:
+    """Once every line of the JSONL file ``source`` is stored, replace it by a new file with
+    only a header (:func:`aimeta.pipelines.dump.start_afresh`) and record that header as read,
+    so the next run has nothing to record. Returns whether it did."""
+    if not stored_to_end(conn, source):
+        return False
+    start_afresh(source)
+    with db.transaction(conn):
+        _record_progress(conn, str(source.resolve()), identity(source), source.stat().st_size)
+    return True
 
 
 def stored_to_end(conn: sqlite3.Connection, source: Path) -> bool:
