@@ -166,7 +166,8 @@ def generate(images: int, first: int = 0) -> Iterator[Generated]:
         image = (
             ident, key, file_path, "/data/library", key.rsplit("/", 1)[-1], ".png",
             1_500_000 + n, 1_700_000_000_000_000_000 + n, f"{n:064x}", 832, 1216,
-            generator, "native", json.dumps({"PNG:Parameters": infotext}), None, None, 1,
+            generator, "native", *db.pack_raw(json.dumps({"PNG:Parameters": infotext})), None,
+            None, 1,
         )  # fmt: skip
         rows = db.ImageRows(ident, image)
         rows.kv = [

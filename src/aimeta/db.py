@@ -237,11 +237,18 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 # those of the schema (a test compares them); a migration that changes one changes it here too.
 DEFERRABLE_INDEX_SQL = {
     "idx_tokens_norm": "CREATE INDEX idx_tokens_norm ON token_rows(norm_id, side, image_id)",
-    "idx_kv_key_value": "CREATE INDEX idx_kv_key_value ON kv(key, value)",
+    "idx_kv_key_value": "CREATE INDEX idx_kv_key_value ON kv(key, value)\n"
+    "    WHERE key NOT IN ('prompt', 'negative_prompt')",
     "idx_kv_model_nocase": "CREATE INDEX idx_kv_model_nocase ON kv(value COLLATE NOCASE,"
     " image_id)\n    WHERE key = 'model'",
 }
 DEFERRABLE_INDEXES = tuple(DEFERRABLE_INDEX_SQL)
+# idx_kv_key_value (kv by key and value) leaves out the prompts (migration 6). SQLite uses a
+# partial index only when the query's WHERE contains the index's condition as written, so a
+# query that finds kv rows by key (and value) without an image id ANDs this in; without it
+# that query reads the whole kv table.
+PROMPT_KEYS = ("prompt", "negative_prompt")
+PARAMETER_ROWS = "key NOT IN ('prompt', 'negative_prompt')"
 BULK_CHECKPOINT_PAGES = 25_000
 
 

@@ -13,7 +13,7 @@ import pytest
 import old_databases
 from aimeta import db
 from aimeta.migrations import MIGRATIONS
-from aimeta.pipelines import ingest, library, relink
+from aimeta.pipelines import ingest, library, relink, stats, wildcards
 from aimeta.pipelines.search import SearchQuery, search
 
 WORDS = ("fox", "owl", "forest", "tokyo", "blurry", "watermark", "masterpiece", "neon", "lowres")
@@ -153,3 +153,28 @@ def test_raw_text_is_compressed_only_where_it_pays(text: str, compressed: bool) 
     if raw_zlib is not None:
         assert len(raw_zlib) <= 0.8 * len(text.encode())
     assert db.raw_text(raw_json, raw_zlib) == text
+
+
+def test_every_query_of_kv_by_key_reads_the_index_without_the_prompts(
+    upgraded: sqlite3.Connection,
+) -> None:
+    conn = upgraded
+    definition = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = 'idx_kv_key_value'"
+    ).fetchone()[0]
+    assert definition.endswith(f"WHERE {db.PARAMETER_ROWS}")
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    stats.stats(conn)
+    search(conn, SearchQuery(seed="3141592653", sampler="euler a"))
+    wildcards.kv_lines(conn, "sampler_norm", wildcards.LineFilter())
+    conn.set_trace_callback(None)
+    by_key = [sql for sql in seen if "FROM kv WHERE key" in sql]
+    assert len(by_key) >= 4
+    for sql in by_key:
+        plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "idx_kv_key_value" in plan, (sql, plan)
+        assert "SCAN kv" not in plan, (sql, plan)
+    # The prompts are not in the index, and still listed whole.
+    prompts = wildcards.kv_lines(conn, "prompt", wildcards.LineFilter())
+    assert len(prompts) == 3

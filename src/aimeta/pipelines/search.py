@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from aimeta.db import PARAMETER_ROWS
 from aimeta.errors import UsageError
 from aimeta.metadata.resources import normalize_name
 from aimeta.metadata.tokens import normalize_text, tokenize
@@ -169,13 +170,16 @@ def _id_sets(query: SearchQuery) -> tuple[list[tuple[str, list[Any]]], list[tupl
         include.append(
             (
                 "SELECT image_id FROM kv WHERE key IN ('sampler_norm', 'sampler')"
-                " AND value = ? COLLATE NOCASE",
+                f" AND value = ? COLLATE NOCASE AND {PARAMETER_ROWS}",
                 [query.sampler.strip()],
             )
         )
     if query.seed is not None:
         include.append(
-            ("SELECT image_id FROM kv WHERE key = 'seed' AND value = ?", [query.seed.strip()])
+            (
+                f"SELECT image_id FROM kv WHERE key = 'seed' AND value = ? AND {PARAMETER_ROWS}",
+                [query.seed.strip()],
+            )
         )
     if query.generator:
         include.append(

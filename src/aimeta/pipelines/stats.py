@@ -6,7 +6,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from aimeta.db import TOKEN_COUNTS_SQL
+from aimeta.db import PARAMETER_ROWS, TOKEN_COUNTS_SQL
 
 
 @dataclass
@@ -56,15 +56,16 @@ def stats(conn: sqlite3.Connection, top: int = 20) -> Stats:
         " GROUP BY name ORDER BY n DESC, name LIMIT ?"
     )
     kv_sql = (
-        "SELECT value, COUNT(*) AS n FROM kv WHERE key = ? AND value <> ''"
+        f"SELECT value, COUNT(*) AS n FROM kv WHERE key = ? AND value <> '' AND {PARAMETER_ROWS}"
         " GROUP BY value ORDER BY n DESC, value LIMIT ?"
     )
     # Per image: the normalised sampler name when the parser knew it, else the name as written.
-    sampler_sql = """
+    sampler_sql = f"""
         SELECT name, COUNT(*) AS images FROM (
             SELECT COALESCE(MAX(CASE WHEN key = 'sampler_norm' THEN value END), MAX(value))
                 AS name
-            FROM kv WHERE key IN ('sampler_norm', 'sampler') GROUP BY image_id)
+            FROM kv WHERE key IN ('sampler_norm', 'sampler') AND {PARAMETER_ROWS}
+            GROUP BY image_id)
         WHERE name <> '' GROUP BY name ORDER BY images DESC, name LIMIT ?"""
     token_sql = TOKEN_COUNTS_SQL + " ORDER BY n DESC, t_norm LIMIT ?"
     loras = [

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aimeta.db import TOKEN_COUNTS_SQL
+from aimeta.db import PARAMETER_ROWS, PROMPT_KEYS, TOKEN_COUNTS_SQL
 from aimeta.errors import DatabaseError, OutputError, UsageError
 
 SORTS = ("count_desc", "count_asc", "alpha", "none")
@@ -132,8 +132,12 @@ def prompt_lines(
 
 def kv_lines(conn: sqlite3.Connection, key: str, line_filter: LineFilter) -> list[WildcardLine]:
     """The distinct values stored under one kv ``key`` (e.g. sampler_norm), counted by images."""
+    # Any other key is read through idx_kv_key_value, whose rows PARAMETER_ROWS names; the
+    # prompts are not in it, and are sorted here.
+    only = "" if key in PROMPT_KEYS else f" AND {PARAMETER_ROWS}"
     rows = conn.execute(
-        "SELECT value, COUNT(*) FROM kv WHERE key = ? GROUP BY value ORDER BY value", (key,)
+        f"SELECT value, COUNT(*) FROM kv WHERE key = ?{only} GROUP BY value ORDER BY value",
+        (key,),
     )
     return finish(rows, line_filter)
 
