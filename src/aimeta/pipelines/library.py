@@ -427,7 +427,7 @@ def facets(conn: sqlite3.Connection, query: LibraryQuery) -> dict[str, Any]:
         "loras": top(_resource_facet("lora", members)),
         "samplers": top(
             f"SELECT value, count(*) FROM kv WHERE key = 'sampler' AND image_id IN {members}"
-            " GROUP BY 1"
+            f" AND {db.PARAMETER_ROWS} GROUP BY 1"
         ),
         "tokens": top(
             f"SELECT t_norm, count(DISTINCT image_id) FROM tokens WHERE side = 'pos' AND"
