@@ -297,7 +297,9 @@ def compact_tokens(conn: sqlite3.Connection) -> None:
 # must run while kv still holds that text, hence BEFORE triggers; and it must never run for a
 # row that is not indexed (the index would drop tokens it never had), hence every delete asks
 # prompts_fts_docsize (one small row per indexed image) first. db.store_batch inserts an
-# image's full-text row itself, after its kv rows, as before.
+# image's full-text row itself, after its kv rows, as before; so the insert trigger acts only
+# for an image indexed already (plain SQL adding a prompt to it), which costs store_batch one
+# look-up in prompts_fts_docsize per prompt row.
 _PROMPTS_VIEW = """CREATE VIEW v_prompts AS
 SELECT image_id,
     MAX(CASE WHEN key = 'prompt' THEN value END) AS prompt,
@@ -308,6 +310,7 @@ _EXTERNAL_PROMPTS_FTS = (
     "DROP TRIGGER IF EXISTS trg_kv_prompts_fts_delete",
     "DROP TRIGGER IF EXISTS trg_kv_prompts_fts_update",
     "DROP TRIGGER IF EXISTS trg_kv_prompts_fts_before_update",
+    "DROP TRIGGER IF EXISTS trg_kv_prompts_fts_insert",
     "DROP TABLE IF EXISTS prompts_fts",
     "DROP VIEW IF EXISTS v_prompts",
     _PROMPTS_VIEW,
@@ -339,6 +342,19 @@ BEGIN
         FROM v_prompts WHERE image_id = old.image_id)
     WHERE left_prompt IS NOT NULL OR left_negative IS NOT NULL;
 END""",
+    # A prompt row added to an image indexed already: its entry goes while kv holds only the
+    # texts it was made of, and comes back with the new text.
+    """CREATE TRIGGER trg_kv_prompts_fts_insert BEFORE INSERT ON kv
+WHEN new.key IN ('prompt', 'negative_prompt')
+    AND EXISTS (SELECT 1 FROM prompts_fts_docsize WHERE id = new.image_id)
+BEGIN
+    DELETE FROM prompts_fts WHERE rowid = new.image_id;
+    INSERT INTO prompts_fts (rowid, prompt, negative_prompt)
+    SELECT new.image_id,
+        CASE WHEN new.key = 'prompt' THEN new.value ELSE MAX(prompt) END,
+        CASE WHEN new.key = 'negative_prompt' THEN new.value ELSE MAX(negative_prompt) END
+    FROM v_prompts WHERE image_id = new.image_id;
+END""",
     """CREATE TRIGGER trg_kv_prompts_fts_before_update BEFORE UPDATE ON kv
 WHEN old.key IN ('prompt', 'negative_prompt') OR new.key IN ('prompt', 'negative_prompt')
 BEGIN
@@ -360,7 +376,7 @@ def compact_prompts_and_raw(conn: sqlite3.Connection) -> None:
     """Migration 6: the full-text index reads the prompts from kv instead of keeping a copy
     (see _EXTERNAL_PROMPTS_FTS), and the raw metadata of each image is kept zlib-compressed
     in ``images.raw_zlib`` where that saves space (``raw_json`` is then NULL; see
-    :func:`aimeta.db.raw_columns`)."""
+    :func:`aimeta.db.raw_text`), and idx_kv_key_value leaves the prompts out."""
     for statement in _EXTERNAL_PROMPTS_FTS:
         conn.execute(statement)
     if not _has_column(conn, "images", "raw_zlib"):
@@ -373,7 +389,7 @@ def _compress_raw(conn: sqlite3.Connection, batch: int = 2000) -> None:
     are; the space they free is reused by later writes, or given back by VACUUM)."""
     from aimeta.db import pack_raw  # db imports this module
 
-    last = -1
+    last = -(2**63)
     while True:
         rows = conn.execute(
             "SELECT id, raw_json FROM images WHERE id > ? AND raw_json IS NOT NULL"

@@ -93,6 +93,17 @@ def test_deleting_and_updating_kv_keeps_the_index_equal_to_kv(
         "SELECT rowid FROM prompts_fts WHERE prompts_fts MATCH 'negative_prompt : watermark'"
     ).fetchall()
     assert negative == [(ids["owl.png"],)]
+    with db.transaction(conn):  # a negative prompt added to an image that had none
+        conn.execute(
+            "INSERT INTO kv (image_id, key, value) VALUES (?, 'negative_prompt', 'puddles')",
+            (ids["street.jpg"],),
+        )
+    check_index(conn)
+    negative = conn.execute(
+        "SELECT rowid FROM prompts_fts WHERE prompts_fts MATCH 'negative_prompt : puddles'"
+    ).fetchall()
+    assert negative == [(ids["street.jpg"],)]
+    assert "/photos/Input/city/street.jpg" in text_hits(conn)["tokyo"]
     with db.transaction(conn):  # the cascade from images deletes both prompt rows
         conn.execute("DELETE FROM images WHERE id = ?", (ids["street.jpg"],))
     check_index(conn)
