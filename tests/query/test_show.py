@@ -74,3 +74,23 @@ def test_show_names_a_path_that_is_not_stored(database: Path) -> None:
     assert result.exit_code != 0
     assert "/photos/nowhere.png: not in the database" in result.output
     assert "Traceback" not in result.output
+
+
+def test_show_prints_an_image_stored_with_few_facts(tmp_path: Path) -> None:
+    path = tmp_path / "images.db"
+    conn = db.connect(path)
+    conn.execute(
+        "INSERT INTO images (id, key, path, file_name, generator) VALUES"
+        " (7, 'Input/bare.png', '/photos/Input/bare.png', 'bare.png', 'none')"
+    )
+    conn.commit()
+    conn.close()
+
+    result = runner.invoke(app, ["show", "/photos/Input/bare.png", "--raw", "--db", str(path)])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "path: /photos/Input/bare.png",
+        "generator: none",
+        "raw metadata: (none stored)",
+    ]

@@ -47,10 +47,15 @@ def show(
 def record_lines(info: dict[str, Any]) -> list[str]:
     """The record as text, one field per line; long texts (prompts, raw fields) follow their
     name on lines of their own."""
+    facts = [
+        f"{info['width']}x{info['height']}" if info["width"] is not None else "",
+        f"{info['size']:,} bytes" if info["size"] is not None else "",
+        f"read by {info['reader']}" if info["reader"] else "",
+    ]
+    known = ", ".join(fact for fact in facts if fact)
     lines = [
         f"path: {info['path']}",
-        f"generator: {info['generator']}  ({info['width']}x{info['height']},"
-        f" {info['size']:,} bytes, read by {info['reader']})",
+        f"generator: {info['generator']}" + (f"  ({known})" if known else ""),
     ]
     for name, key in (("prompt", "prompt"), ("negative prompt", "negative_prompt")):
         if info[key] is not None:
