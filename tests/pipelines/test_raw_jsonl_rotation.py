@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from aimeta import db
 from aimeta.cli import app
+from aimeta.errors import OutputError
 from aimeta.pipelines import ingest
 from factory import png_with_text
 
@@ -101,3 +102,17 @@ def test_a_run_killed_before_the_new_file_replaced_the_old_one_loses_nothing(
     assert "0 read, 2 unchanged, 0 stored" in again.output
     assert len(lines(raw)) == 1
     assert not (tmp_path / "out" / "exif_raw.jsonl.new").exists()
+
+
+def test_a_new_file_that_cannot_be_written_leaves_the_old_one_and_the_run_succeeds(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(out: Path) -> None:
+        raise OutputError(f"cannot write {out}: No space left on device")
+
+    monkeypatch.setattr(ingest, "start_afresh", disk_full)
+
+    result = runner.invoke(app, ["all", "Input"])
+
+    assert result.exit_code == 0, result.output
+    assert len(lines(tmp_path / "out" / "exif_raw.jsonl")) == 3

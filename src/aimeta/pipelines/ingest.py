@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aimeta import db, events, workers
-from aimeta.errors import InputError
+from aimeta.errors import InputError, OutputError
 from aimeta.pipelines.dump import HEADER_PREFIX, start_afresh
 from aimeta.pipelines.prepare import CLEARED_STAGES, Prepared, prepare_fields, prepare_raw_lines
 
@@ -279,7 +279,12 @@ def start_afresh_when_stored(conn: sqlite3.Connection, source: Path) -> bool:
     so the next run has nothing to record. Returns whether it did."""
     if not stored_to_end(conn, source):
         return False
-    start_afresh(source)
+    try:
+        start_afresh(source)
+    except OutputError:
+        # Best effort, after everything is stored: the old file stays valid, read to its end,
+        # and the next run tries again.
+        return False
     with db.transaction(conn):
         _record_progress(conn, str(source.resolve()), identity(source), source.stat().st_size)
     return True
