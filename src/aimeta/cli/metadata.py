@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from aimeta.cli.common import (
 )
 from aimeta.pipelines import all as all_pipeline
 from aimeta.pipelines import dump as dump_pipeline
-from aimeta.pipelines import export
+from aimeta.pipelines import export, export_state
 from aimeta.pipelines import ingest as ingest_pipeline
 
 JOBS_OPTION = setting_option("jobs", "--jobs", "-j", min=0)
@@ -108,31 +109,27 @@ def ingest(
     Example: aimeta ingest --in out/exif_raw.jsonl --db out/images.db --csv out/records.csv
     """
     config = settings.resolve({"db": db_path, "jobs": jobs})
-    conn = db.connect(config.db)
-    try:
-        with progress_events(quiet) as on_event:
-            if reparse:
-                result = ingest_pipeline.reparse(
-                    conn, batch_size=config.batch_size, on_event=on_event
-                )
-            else:
-                result = ingest_pipeline.run(
-                    source or config.raw_jsonl,
-                    conn,
-                    batch_size=config.batch_size,
-                    from_start=from_start,
-                    jobs=config.jobs or workers.default_jobs(),
-                    on_event=on_event,
-                )
-        if jsonl and csv:
-            export.write_both(conn, jsonl, csv)
-        elif jsonl:
-            export.write_jsonl(conn, jsonl)
-        elif csv:
-            export.write_csv(conn, csv)
-        summary = db.summary(conn)
-    finally:
-        conn.close()
+    with export_state.claimed(config.db) as taken:
+        conn = db.connect(config.db)
+        try:
+            with progress_events(quiet) as on_event:
+                if reparse:
+                    result = ingest_pipeline.reparse(
+                        conn, batch_size=config.batch_size, on_event=on_event
+                    )
+                else:
+                    result = ingest_pipeline.run(
+                        source or config.raw_jsonl,
+                        conn,
+                        batch_size=config.batch_size,
+                        from_start=from_start,
+                        jobs=config.jobs or workers.default_jobs(),
+                        on_event=on_event,
+                    )
+            _export(conn, taken, jsonl, csv, export.Changes(keys=result.keys))
+            summary = db.summary(conn)
+        finally:
+            conn.close()
     if not quiet:
         _print_failures(result.failures)
         stderr.print(
@@ -201,6 +198,25 @@ def all_command(
             highlight=False,
         )
         _print_summary(result.summary, str(result.db_path))
+
+
+def _export(
+    conn: sqlite3.Connection,
+    taken: export_state.Claim,
+    jsonl: Path | None,
+    csv: Path | None,
+    changes: export.Changes,
+) -> None:
+    """Bring --jsonl and --csv up to date (merged when they are the files written last from
+    this database), or leave the changes pending for the next export."""
+    if jsonl and csv:
+        export_state.refresh(conn, taken, jsonl, csv, changes)
+        return
+    if jsonl:
+        export.write_jsonl(conn, jsonl)
+    elif csv:
+        export.write_csv(conn, csv)
+    export_state.defer(taken, changes)
 
 
 def _print_failures(failures: list[tuple[str, str]], limit: int = 20) -> None:

@@ -76,6 +76,7 @@ class ResolveResult:
     unresolved_hashes: list[str] = field(default_factory=list)
     rewritten: int = 0  # rows turned into named resources
     merged: int = 0  # of which merged into a row the image already had
+    images: set[int] = field(default_factory=set)  # ids of the images whose rows were rewritten
     online_requests: int = 0
     online_found: int = 0
     online_not_found: int = 0
@@ -522,6 +523,7 @@ def _rewrite(
                 if target is None:
                     continue
                 merged = _rewrite_row(conn, row, *target)
+                result.images.add(row[0])
                 result.rewritten += 1
                 result.merged += int(merged)
                 changed += 1
