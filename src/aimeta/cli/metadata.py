@@ -1,4 +1,4 @@
-"""Commands of the metadata pipeline: dump, ingest, all."""
+"""Commands of the metadata pipeline: dump, ingest, all, export."""
 
 from __future__ import annotations
 
@@ -181,6 +181,7 @@ def all_command(
             "stored": result.ingest.stored,
             "relinked": result.relinked.images,
             "missing": result.missing.marked,
+            "exports": result.export_how,
             "failed": [{"path": path, "reason": reason} for path, reason in failures],
             "seconds": round(result.dump.seconds + result.ingest.seconds, 3),
             "database": str(result.db_path),
@@ -198,6 +199,32 @@ def all_command(
             highlight=False,
         )
         _print_summary(result.summary, str(result.db_path))
+
+
+@app.command(name="export")
+@handle_errors
+def export_command(
+    out_dir: Path = setting_option("out_dir", "--out-dir"),
+    db_path: Path = setting_option("db", "--db", help="SQLite database to read."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
+) -> None:
+    """Write OUT_DIR/records.jsonl and OUT_DIR/records.csv whole from the database.
+
+    `aimeta all` keeps both files current by merging what changed into them; this writes
+    them in full, for example after changing the database with SQL of your own.
+
+    Example: aimeta export --out-dir out
+    """
+    config = settings.resolve({"out_dir": out_dir, "db": db_path})
+    jsonl, csv = config.out_dir / "records.jsonl", config.out_dir / "records.csv"
+    with export_state.claimed(config.db) as taken:
+        conn = db.open_existing(config.db, readonly=True)
+        try:
+            written = export_state.refresh(conn, taken, jsonl, csv, export.Changes(), whole=True)
+        finally:
+            conn.close()
+    if not quiet:
+        stderr.print(f"export: {written.records} records -> {jsonl}, {csv}", highlight=False)
 
 
 def _export(
