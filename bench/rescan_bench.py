@@ -3,12 +3,14 @@
     python bench/rescan_bench.py --files 20000
     python bench/rescan_bench.py --files 100000 --keep /tmp/rescan   # keep corpus and out/
 
-Generates FILES files with bench/make_corpus.py's mix, then times, each as its own process
-with every process it starts (workers, ExifTool) counted in its peak memory: the first
-`aimeta all`, a no-change re-run (and its share of the first), and a run after adding 1 % new
-files; then, in this process, records.jsonl/records.csv written whole against merging 1 %
-changed records into them. Prints a markdown table; bench/scale.py adds its rows under
-`--rescan-files N`.
+Generates FILES files with bench/make_corpus.py's mix, then times, each as its own process:
+the first `aimeta all`, a no-change re-run (and its share of the first), and a run after
+adding 1 % new files, each with the peak memory of all its processes (worker processes
+included) counted two ways: resident (as bench/run.py counts it: a page shared by the main
+process and its forked workers counts once per process) and proportional (a shared page
+counts once in all). Then, in this process, records.jsonl/records.csv written whole against
+merging 1 % changed records into them. Prints a markdown table; bench/scale.py adds its rows
+under `--rescan-files N`.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -28,18 +33,65 @@ sys.path.insert(0, str(HERE))
 import make_corpus  # noqa: E402
 from aimeta import db  # noqa: E402
 from aimeta.pipelines import export  # noqa: E402
-from run import timed  # noqa: E402
+from run import tree_rss_mb  # noqa: E402
 
 ADDED_SHARE = 100  # the added run brings 1/100 of the corpus
 
 
-def aimeta_all(corpus: Path, out: Path) -> tuple[float, int, dict[str, object]]:
-    """Seconds, peak MB (all processes) and the --json report of one `aimeta all`."""
-    report = out.parent / "report.json"
+def tree_pss_mb(pid: int) -> float:
+    """Proportional memory (MB) of a process and its descendants: each page shared by n of
+    them counts 1/n in each (forked workers share the main process's pages, which the
+    resident sizes of bench/run.py's tree_rss_mb count once per process)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            for line in Path(f"/proc/{current}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) / 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+@dataclass
+class Run:
+    """One `aimeta all`: seconds, peak memory of all its processes (resident, as bench/run.py
+    counts it, and proportional) and its --json report."""
+
+    seconds: float
+    rss_mb: float
+    pss_mb: float
+    report: dict[str, Any]
+
+    def memory(self) -> str:
+        return f"peak {self.rss_mb:.0f} MB resident, {self.pss_mb:.0f} MB proportional"
+
+
+def aimeta_all(corpus: Path, out: Path) -> Run:
+    """Run `aimeta all` on ``corpus`` into ``out``, sampling its memory every 20 ms."""
     command = [sys.executable, "-m", "aimeta", "all", str(corpus), "--out-dir", str(out)]
-    script = f"{subprocess.list2cmdline([*command, '--json', '--quiet'])} > {report}"
-    seconds, peak = timed(["sh", "-c", script])
-    return seconds, peak, json.loads(report.read_text())
+    started = time.perf_counter()
+    process = subprocess.Popen([*command, "--json", "--quiet"], stdout=subprocess.PIPE)
+    peaks = [0.0, 0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            peaks[0] = max(peaks[0], tree_rss_mb(process.pid))
+            peaks[1] = max(peaks[1], tree_pss_mb(process.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = process.communicate()
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({process.returncode})")
+    return Run(seconds, peaks[0], peaks[1], json.loads(output))
 
 
 def export_seconds(out: Path, share: int) -> tuple[float, float, int]:
@@ -70,30 +122,31 @@ def measure(files: int, workdir: Path) -> list[tuple[str, str]]:
     if not corpus.is_dir():
         make_corpus.make(files, corpus)
     shutil.rmtree(out, ignore_errors=True)
-    first, first_peak, _ = aimeta_all(corpus, out)
-    again, again_peak, again_report = aimeta_all(corpus, out)
+    first = aimeta_all(corpus, out)
+    again = aimeta_all(corpus, out)
     make_corpus.make(max(1, files // ADDED_SHARE), added, seed=2)
-    more, more_peak, more_report = aimeta_all(corpus, out)
+    more = aimeta_all(corpus, out)
     whole, merged, records = export_seconds(out, ADDED_SHARE)
     size_mb = sum((out / name).stat().st_size for name in ("records.jsonl", "records.csv")) / 1e6
     return [
         (
             f"first `aimeta all` of {files:,} files",
-            f"{first:.1f} s ({files / first:,.0f} files/s), peak {first_peak} MB",
+            f"{first.seconds:.1f} s ({files / first.seconds:,.0f} files/s), {first.memory()}",
         ),
         (
             "no-change re-run",
-            f"{again:.2f} s = {100 * again / first:.1f} % of the first, peak {again_peak} MB"
-            f" (records.*: {again_report.get('exports', '?')})",
+            f"{again.seconds:.2f} s = {100 * again.seconds / first.seconds:.1f} % of the first,"
+            f" {again.memory()} (records.*: {again.report.get('exports', '?')})",
         ),
         (
             f"re-run after adding {files // ADDED_SHARE:,} files (1 %)",
-            f"{more:.2f} s = {100 * more / first:.1f} % of the first, peak {more_peak} MB"
-            f" ({more_report['stored']} stored; records.*: {more_report.get('exports', '?')})",
+            f"{more.seconds:.2f} s = {100 * more.seconds / first.seconds:.1f} % of the first,"
+            f" {more.memory()} ({more.report['stored']} stored;"
+            f" records.*: {more.report.get('exports', '?')})",
         ),
         (
             f"records.jsonl + records.csv ({records:,} records, {size_mb:,.0f} MB)",
-            f"whole {whole:.2f} s; 1 % merged in {merged:.2f} s",
+            f"written whole {whole:.2f} s; 1 % changed records merged in {merged:.2f} s",
         ),
     ]
 

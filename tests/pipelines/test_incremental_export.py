@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,9 @@ def test_watch_batches_leave_their_changes_pending_for_the_next_run(tmp_path: Pa
     assert_current(out, tmp_path)
 
 
-@pytest.mark.parametrize("damage", ["edited", "copied from elsewhere", "no state", "killed"])
+@pytest.mark.parametrize(
+    "damage", ["edited", "copied from elsewhere", "no state", "killed", "database made again"]
+)
 def test_files_not_known_to_be_current_are_written_whole(tmp_path: Path, damage: str) -> None:
     folder, out = tmp_path / "Input", tmp_path / "out"
     picture(folder / "a.png", 1)
@@ -140,6 +143,13 @@ def test_files_not_known_to_be_current_are_written_whole(tmp_path: Path, damage:
             (out / name).write_bytes((tmp_path / "other-out" / name).read_bytes())
     elif damage == "no state":
         export_state.forget(out / "images.db")
+    elif damage == "database made again":
+        # Deleted with one of the files: a merge would keep that file's record. The new
+        # database is told apart by its creation time (seconds) and inode (which may be reused).
+        time.sleep(1.0 - time.time() % 1.0)
+        for name in ("images.db", "images.db-wal", "images.db-shm", "exif_raw.jsonl"):
+            (out / name).unlink(missing_ok=True)
+        (folder / "b.png").unlink()
     else:  # a run killed after writing the database, before bringing the files up to date
         with export_state.claimed(out / "images.db"):
             conn = db.connect(out / "images.db")

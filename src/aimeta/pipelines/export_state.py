@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from aimeta.migrations import MIGRATIONS_TABLE
 from aimeta.pipelines import export
 from aimeta.pipelines.export import Changes
 
@@ -60,16 +61,28 @@ def file_identity(path: Path) -> dict[str, Any] | None:
     }
 
 
+def database_identity(conn: sqlite3.Connection) -> list[Any]:
+    """What tells this database from another made at the same path (deleted and made again):
+    its file's inode and when its first migration was applied."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    created = conn.execute(f"SELECT applied_at FROM {MIGRATIONS_TABLE} WHERE number = 1").fetchone()
+    return [os.stat(row[2]).st_ino if row and row[2] else None, created[0] if created else None]
+
+
 @dataclass
 class State:
-    """The files written last and the changes they do not show yet."""
+    """The database and the files written last from it, and the changes they do not show yet."""
 
+    database: list[Any]
     files: list[dict[str, Any] | None]
     pending: Changes = field(default_factory=Changes)
 
-    def describes(self, *paths: Path) -> bool:
-        """Whether ``paths`` are the files this state names, unchanged since written."""
-        return self.files == [file_identity(path) for path in paths]
+    def describes(self, conn: sqlite3.Connection, *paths: Path) -> bool:
+        """Whether ``paths`` are the files this state names, unchanged since written from the
+        database of ``conn``."""
+        return self.database == database_identity(conn) and self.files == [
+            file_identity(path) for path in paths
+        ]
 
     def dumps(self) -> bytes:
         pending = {
@@ -77,7 +90,7 @@ class State:
             "keys": sorted(self.pending.keys),
             "paths": sorted(self.pending.paths),
         }
-        return orjson.dumps({"files": self.files, "pending": pending})
+        return orjson.dumps({"database": self.database, "files": self.files, "pending": pending})
 
     @classmethod
     def loads(cls, text: bytes) -> State | None:
@@ -86,6 +99,7 @@ class State:
             data = orjson.loads(text)
             pending = data["pending"]
             return cls(
+                list(data["database"]),
                 list(data["files"]),
                 Changes(
                     {int(ident) for ident in pending["ids"]},
@@ -186,7 +200,7 @@ def refresh(
     claimed state describes these very files (and not ``whole``), else written whole."""
     previous = taken.previous
     result: Refreshed | None = None
-    if previous is not None and not whole and previous.describes(jsonl, csv):
+    if previous is not None and not whole and previous.describes(conn, jsonl, csv):
         pending = Changes()
         pending.update(previous.pending)
         pending.update(changes)
@@ -198,7 +212,7 @@ def refresh(
     if result is None:
         written = export.write_both(conn, jsonl, csv)
         result = Refreshed("written", written, written)
-    publish(taken, State([file_identity(jsonl), file_identity(csv)]))
+    publish(taken, State(database_identity(conn), [file_identity(jsonl), file_identity(csv)]))
     return result
 
 
