@@ -254,9 +254,10 @@ def mark_missing(conn: sqlite3.Connection, roots: Sequence[Path]) -> MissingResu
 
 class _Listings:
     """Whether a file exists, from one listing of its folder: a re-run looks at every stored
-    image, and a listing per folder costs a fraction of a stat call per file (100,000 images
-    in 200 folders). A name not listed (a folder that cannot be listed, a path spelled in
-    another case) is asked of the system."""
+    image, and a listing per folder costs less than a stat call per file (100,000 images in
+    200 folders, cached by the system: 0.15 s against 0.24 s; more on a cold or network
+    disk). A name not listed (a folder that cannot be listed, a path spelled in another
+    case) is asked of the system."""
 
     def __init__(self) -> None:
         self._names: dict[str, frozenset[str]] = {}

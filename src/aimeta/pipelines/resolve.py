@@ -587,6 +587,7 @@ def apply_mappings(
     nothing changes when there are none)."""
     if conn.execute("SELECT 1 FROM model_versions LIMIT 1").fetchone() is None:
         # No mapping can resolve anything: skip the survey, whose look-up of rows known only
-        # by a hash reads the whole resources table (100,000 images: ~0.1 s every run).
+        # by a hash reads the whole resources table (bench/make_corpus.py's 100,000 files,
+        # 121,000 resource rows: 0.02 s every run).
         return ResolveResult()
     return run(conn, Settings(), rewrite=True, on_event=on_event)
