@@ -240,3 +240,30 @@ def test_merge_both_refuses_files_that_do_not_match(tmp_path: Path) -> None:
     with pytest.raises(export.NotMergeable):
         export.merge_both(conn, jsonl, csv, export.Changes(ids={1}))
     assert (jsonl.read_bytes(), csv.read_bytes()) == before
+
+
+def test_ingest_merges_into_the_files_it_names_and_export_writes_them_whole(
+    tmp_path: Path,
+) -> None:
+    folder, out = tmp_path / "Input", tmp_path / "out"
+    picture(folder / "a.png", 1)
+    run_all(folder, out)
+    picture(folder / "b.png", 2)
+    runner = CliRunner()
+    dumped = runner.invoke(app, ["dump", str(folder), "--out", str(out / "exif_raw.jsonl")])
+    assert dumped.exit_code == 0, dumped.output
+    files = ["--jsonl", str(out / "records.jsonl"), "--csv", str(out / "records.csv")]
+    ingested = runner.invoke(
+        app, ["ingest", "--in", str(out / "exif_raw.jsonl"), "--db", str(out / "images.db"), *files]
+    )
+    assert ingested.exit_code == 0, ingested.output
+    assert b"Input/b.png" in exported(out)[0]
+    assert_current(out, tmp_path)
+    assert run_all(folder, out).export_how == "unchanged"  # ingest left them current
+
+    (out / "records.csv").write_bytes(b"damaged")
+    rewritten = runner.invoke(app, ["export", "--out-dir", str(out)])
+    assert rewritten.exit_code == 0, rewritten.output
+    assert "export: 2 records" in rewritten.output
+    assert_current(out, tmp_path)
+    assert run_all(folder, out).export_how == "unchanged"
