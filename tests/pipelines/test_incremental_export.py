@@ -267,3 +267,21 @@ def test_ingest_merges_into_the_files_it_names_and_export_writes_them_whole(
     assert "export: 2 records" in rewritten.output
     assert_current(out, tmp_path)
     assert run_all(folder, out).export_how == "unchanged"
+
+
+def test_too_many_pending_changes_drop_the_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, out = tmp_path / "Input", tmp_path / "out"
+    picture(folder / "a.png", 1)
+    run_all(folder, out)
+    monkeypatch.setattr(export_state, "PENDING_LIMIT", 1)
+    from aimeta.pipelines import watch
+
+    new = [picture(folder / f"n{number}.png", number) for number in range(2)]
+    watch.store_files(new[:1], [folder], settings_for(out), deleted=False)
+    assert export_state.state_path(out / "images.db").is_file()  # one key pending
+    watch.store_files(new[1:], [folder], settings_for(out), deleted=False)
+    assert not export_state.state_path(out / "images.db").exists()  # two: dropped
+    assert run_all(folder, out).export_how == "written"
+    assert_current(out, tmp_path)

@@ -216,12 +216,20 @@ def refresh(
     return result
 
 
+# Beyond this many pending changes the state is dropped and the next run writes the files
+# whole: each watch batch rewrites the state file, which would otherwise grow all session.
+PENDING_LIMIT = 20_000
+
+
 def defer(taken: Claim, changes: Changes) -> None:
     """End the claim of a run that wrote ``changes`` without bringing the files up to date:
     they stay pending, for the next run to merge."""
     previous = taken.previous
     if previous is not None:
         previous.pending.update(changes)
+        pending = previous.pending
+        if len(pending.ids) + len(pending.keys) + len(pending.paths) > PENDING_LIMIT:
+            previous = None
     publish(taken, previous)
 
 
