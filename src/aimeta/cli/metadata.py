@@ -1,7 +1,8 @@
-"""Commands of the metadata pipeline: dump, ingest, all."""
+"""Commands of the metadata pipeline: dump, ingest, all, export."""
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from aimeta.cli.common import (
 )
 from aimeta.pipelines import all as all_pipeline
 from aimeta.pipelines import dump as dump_pipeline
-from aimeta.pipelines import export
+from aimeta.pipelines import export, export_state
 from aimeta.pipelines import ingest as ingest_pipeline
 
 JOBS_OPTION = setting_option("jobs", "--jobs", "-j", min=0)
@@ -108,31 +109,27 @@ def ingest(
     Example: aimeta ingest --in out/exif_raw.jsonl --db out/images.db --csv out/records.csv
     """
     config = settings.resolve({"db": db_path, "jobs": jobs})
-    conn = db.connect(config.db)
-    try:
-        with progress_events(quiet) as on_event:
-            if reparse:
-                result = ingest_pipeline.reparse(
-                    conn, batch_size=config.batch_size, on_event=on_event
-                )
-            else:
-                result = ingest_pipeline.run(
-                    source or config.raw_jsonl,
-                    conn,
-                    batch_size=config.batch_size,
-                    from_start=from_start,
-                    jobs=config.jobs or workers.default_jobs(),
-                    on_event=on_event,
-                )
-        if jsonl and csv:
-            export.write_both(conn, jsonl, csv)
-        elif jsonl:
-            export.write_jsonl(conn, jsonl)
-        elif csv:
-            export.write_csv(conn, csv)
-        summary = db.summary(conn)
-    finally:
-        conn.close()
+    with export_state.claimed(config.db) as taken:
+        conn = db.connect(config.db)
+        try:
+            with progress_events(quiet) as on_event:
+                if reparse:
+                    result = ingest_pipeline.reparse(
+                        conn, batch_size=config.batch_size, on_event=on_event
+                    )
+                else:
+                    result = ingest_pipeline.run(
+                        source or config.raw_jsonl,
+                        conn,
+                        batch_size=config.batch_size,
+                        from_start=from_start,
+                        jobs=config.jobs or workers.default_jobs(),
+                        on_event=on_event,
+                    )
+            _export(conn, taken, jsonl, csv, export.Changes(keys=result.keys))
+            summary = db.summary(conn)
+        finally:
+            conn.close()
     if not quiet:
         _print_failures(result.failures)
         stderr.print(
@@ -184,6 +181,7 @@ def all_command(
             "stored": result.ingest.stored,
             "relinked": result.relinked.images,
             "missing": result.missing.marked,
+            "exports": result.export_how,
             "failed": [{"path": path, "reason": reason} for path, reason in failures],
             "seconds": round(result.dump.seconds + result.ingest.seconds, 3),
             "database": str(result.db_path),
@@ -201,6 +199,51 @@ def all_command(
             highlight=False,
         )
         _print_summary(result.summary, str(result.db_path))
+
+
+@app.command(name="export")
+@handle_errors
+def export_command(
+    out_dir: Path = setting_option("out_dir", "--out-dir"),
+    db_path: Path = setting_option("db", "--db", help="SQLite database to read."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary."),
+) -> None:
+    """Write OUT_DIR/records.jsonl and OUT_DIR/records.csv whole from the database.
+
+    `aimeta all` keeps both files current by merging what changed into them; this writes
+    them in full, for example after changing the database with SQL of your own.
+
+    Example: aimeta export --out-dir out
+    """
+    config = settings.resolve({"out_dir": out_dir, "db": db_path})
+    jsonl, csv = config.out_dir / "records.jsonl", config.out_dir / "records.csv"
+    with export_state.claimed(config.db) as taken:
+        conn = db.open_existing(config.db, readonly=True)
+        try:
+            written = export_state.refresh(conn, taken, jsonl, csv, export.Changes(), whole=True)
+        finally:
+            conn.close()
+    if not quiet:
+        stderr.print(f"export: {written.records} records -> {jsonl}, {csv}", highlight=False)
+
+
+def _export(
+    conn: sqlite3.Connection,
+    taken: export_state.Claim,
+    jsonl: Path | None,
+    csv: Path | None,
+    changes: export.Changes,
+) -> None:
+    """Bring --jsonl and --csv up to date (merged when they are the files written last from
+    this database), or leave the changes pending for the next export."""
+    if jsonl and csv:
+        export_state.refresh(conn, taken, jsonl, csv, changes)
+        return
+    if jsonl:
+        export.write_jsonl(conn, jsonl)
+    elif csv:
+        export.write_csv(conn, csv)
+    export_state.defer(taken, changes)
 
 
 def _print_failures(failures: list[tuple[str, str]], limit: int = 20) -> None:

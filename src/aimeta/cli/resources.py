@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from aimeta.cli.common import (
     stderr,
     stdout,
 )
+from aimeta.pipelines import export_state
 from aimeta.pipelines import resolve as resolve_pipeline
 from aimeta.pipelines import resources as resources_pipeline
 
@@ -44,7 +46,7 @@ def resources(
     config = settings.resolve({"db": db_path})
     conn = db.open_existing(config.db)
     try:
-        with progress_events(quiet) as on_event:
+        with progress_events(quiet) as on_event, export_state.changing(config.db):
             result = resources_pipeline.run(conn, batch_size=config.batch_size, on_event=on_event)
     finally:
         conn.close()
@@ -104,7 +106,9 @@ def resolve(
     config = settings.resolve({"db": db_path, "civitai_base_url": civitai_url})
     conn = db.open_existing(config.db)
     try:
-        with progress_events(quiet) as on_event:
+        # A rewrite changes the resources of records.jsonl/records.csv without listing them.
+        forgetting = export_state.changing(config.db) if rewrite else contextlib.nullcontext()
+        with progress_events(quiet) as on_event, forgetting:
             result = resolve_pipeline.run(
                 conn,
                 config,
@@ -118,6 +122,7 @@ def resolve(
         conn.close()
     if as_json:
         data = dataclasses.asdict(result) | {"unresolved": result.unresolved}
+        del data["images"]  # the ids rewritten, for aimeta all's exports
         stdout.print_json(orjson.dumps(data).decode())
         return
     lines = [

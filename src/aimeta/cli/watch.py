@@ -11,7 +11,7 @@ import typer
 
 from aimeta import db, settings
 from aimeta.cli.common import app, handle_errors, setting_option, stderr, stdout
-from aimeta.pipelines import relink
+from aimeta.pipelines import export_state, relink
 from aimeta.pipelines import watch as watch_pipeline
 
 
@@ -78,7 +78,11 @@ def prune(
     config = settings.resolve({"db": db_path})
     conn = db.open_existing(config.db)
     try:
-        paths = relink.prune(conn, dry_run=dry_run)
+        if dry_run:
+            paths = relink.prune(conn, dry_run=True)
+        else:
+            with export_state.changing(config.db):
+                paths = relink.prune(conn)
     finally:
         conn.close()
     for path in paths:

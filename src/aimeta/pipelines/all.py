@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aimeta import db, events, workers
-from aimeta.pipelines import dump, export, ingest, relink
+from aimeta.pipelines import dump, export, export_state, ingest, relink
 from aimeta.pipelines.prepare import Prepared
 from aimeta.settings import Settings
 
@@ -30,6 +30,9 @@ class AllResult:
     exported: bool
     relinked: relink.RelinkResult
     missing: relink.MissingResult
+    # How records.jsonl/records.csv were brought up to date: "unchanged", "merged", "written",
+    # or "" when not (a watch batch leaves its changes pending).
+    export_how: str = ""
 
 
 def run(
@@ -72,16 +75,37 @@ def store(
 ) -> AllResult:
     """The rest of :func:`run` for a plan made already (``aimeta watch`` plans the files it saw
     change): re-link moved files (by key, then by content), mark the images under ``roots``
-    whose file is gone as missing, read and store the rest; ``export_files``: rewrite
-    records.jsonl and records.csv when anything changed."""
+    whose file is gone as missing, read and store the rest; ``export_files``: bring
+    records.jsonl and records.csv up to date (merging what changed into them; see
+    :mod:`aimeta.pipelines.export_state`), else leave what changed pending for the next run."""
+    with export_state.claimed(settings.db) as taken:
+        changes = export.Changes()
+        result = _store(found, settings, roots, changes, taken if export_files else None, on_event)
+        if not export_files:
+            export_state.defer(taken, changes)
+    return result
+
+
+def _store(
+    found: dump.Plan,
+    settings: Settings,
+    roots: list[Path],
+    changes: export.Changes,
+    taken: export_state.Claim | None,
+    on_event: events.OnEvent,
+) -> AllResult:
+    """store's work; adds what it changed to ``changes``, and brings the files up to date
+    when it holds the claim ``taken``."""
     out_dir = settings.out_dir
     raw = settings.raw_jsonl
     jobs = settings.jobs or workers.default_jobs()
     conn = db.connect(settings.db)
     try:
         moved = relink.apply(conn, found.moved)
+        changes.keys.update(item.key for item in found.moved)
+        changes.paths.update(item.old_path for item in found.moved)
         dump.remember_moved(raw, found.moved)
-        _relink_by_content(conn, found, moved, raw)
+        _relink_by_content(conn, found, moved, raw, changes)
         missing = relink.mark_missing(conn, roots) if roots else relink.MissingResult()
         # Lines written but not stored yet (a killed run, or a separate `aimeta dump`) go
         # first: the position saved below assumes everything before it is stored.
@@ -119,30 +143,36 @@ def store(
                     # of following it (3,000 files on a disk: ~0.15 s).
                     background.submit(db.checkpoint, settings.db)
                 resolved = _resolve(conn, on_event)
-                exported = export_files and (
-                    ingested.lines > 0
-                    or missing.marked + missing.back > 0
-                    or moved.images > 0
-                    or resolved.rewritten > 0
-                    or not all(path.exists() for path in exports)
-                )
+                changes.keys.update(ingested.keys)
+                changes.ids.update(resolved.images)
                 # The exports read the committed rows through their own connection while
                 # this one rebuilds the indexes (SQLite leaves the GIL while it works).
-                exporting = background.submit(_export, settings.db, exports) if exported else None
-            if exporting is not None:
-                exporting.result()
+                exporting = (
+                    background.submit(_export, settings.db, taken, exports, changes)
+                    if taken is not None
+                    else None
+                )
+            refreshed = exporting.result() if exporting is not None else None
         ingested.seconds += time.perf_counter() - started
         # The lines are in the database now (the raw text fields compressed): keeping them
         # twice doubled out/ for ComfyUI workflows (see dump.start_afresh).
         ingest.start_afresh_when_stored(conn, raw)
-        summary = db.summary(conn)
+        # What the database holds, for the end-of-run summary: counting the token rows reads
+        # a whole index (100,000 images: 0.07 s), which a watch batch, printing none, skips.
+        summary = db.summary(conn) if taken is not None else {}
     finally:
         conn.close()
-    return AllResult(dumped, ingested, summary, settings.db, exported, moved, missing)
+    how = refreshed.how if refreshed is not None else ""
+    exported = how in ("merged", "written")
+    return AllResult(dumped, ingested, summary, settings.db, exported, moved, missing, how)
 
 
 def _relink_by_content(
-    conn: sqlite3.Connection, found: dump.Plan, moved: relink.RelinkResult, raw: Path
+    conn: sqlite3.Connection,
+    found: dump.Plan,
+    moved: relink.RelinkResult,
+    raw: Path,
+    changes: export.Changes,
 ) -> None:
     """Re-link the files of ``found.pending`` that are a stored image whose file is gone, and
     take them out of what is read (counted in ``moved``)."""
@@ -152,6 +182,8 @@ def _relink_by_content(
     done = relink.apply_content(conn, matches)
     moved.images += done.images
     moved.ratings += done.ratings
+    changes.ids.update(match.ident for match in matches)
+    changes.paths.update(match.moved.old_path for match in matches)
     relinked = {match.moved.path for match in matches}
     found.pending = [item for item in found.pending if item.found.path not in relinked]
     found.result.unchanged += len(relinked)
@@ -167,9 +199,11 @@ def _resolve(conn: sqlite3.Connection, on_event: events.OnEvent) -> ResolveResul
     return resolve.apply_mappings(conn, on_event=on_event)
 
 
-def _export(database: Path, paths: tuple[Path, Path]) -> None:
+def _export(
+    database: Path, taken: export_state.Claim, paths: tuple[Path, Path], changes: export.Changes
+) -> export_state.Refreshed:
     conn = db.open_existing(database, readonly=True)
     try:
-        export.write_both(conn, *paths)
+        return export_state.refresh(conn, taken, *paths, changes)
     finally:
         conn.close()

@@ -13,11 +13,12 @@ beyond the current image, so memory stays flat however many images there are.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Generator, Iterable
+from collections.abc import Collection, Generator, Iterable, Iterator
 from contextlib import closing
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import orjson
 
@@ -51,7 +52,7 @@ _CSV_VALUES = len(CSV_COLUMNS)
 _IMAGES = """
 SELECT id, path, key, generator, width, height, sha256,
        (SELECT json_group_object(kv.key, kv.value) FROM kv WHERE kv.image_id = images.id)
-FROM images
+FROM images {where}
 ORDER BY path, id
 """
 
@@ -59,18 +60,27 @@ ORDER BY path, id
 # In the order of _IMAGES, so both are walked together.
 _RESOURCES = """
 SELECT r.image_id, r.kind, r.name, r.weight, r.hash
-FROM images AS i JOIN resources AS r ON r.image_id = i.id
+FROM images AS i JOIN resources AS r ON r.image_id = i.id {where}
 ORDER BY i.path, i.id, r.kind, r.name
 """
+# Only some images, the changed records of a merge: their ids as a JSON array, one parameter.
+_IDS = "IN (SELECT value FROM json_each(?))"
 
 
-def iter_records(conn: sqlite3.Connection) -> Generator[dict[str, Any], None, None]:
-    """Each image with its parameters and resources, ordered by path."""
+def iter_records(
+    conn: sqlite3.Connection, ids: Collection[int] | None = None
+) -> Generator[dict[str, Any], None, None]:
+    """Each image with its parameters and resources, ordered by path (``ids``: only those)."""
     loads = orjson.loads
-    images = conn.execute(_IMAGES)
-    # Run while the images statement is active, so both read the same snapshot: SQLite keeps
-    # one read transaction open while any statement of the connection is unfinished.
-    resources = conn.execute(_RESOURCES)
+    if ids is None:
+        images = conn.execute(_IMAGES.format(where=""))
+        # Run while the images statement is active, so both read the same snapshot: SQLite
+        # keeps one read transaction open while any statement of the connection is unfinished.
+        resources = conn.execute(_RESOURCES.format(where=""))
+    else:
+        chosen = (orjson.dumps(sorted(ids)).decode(),)
+        images = conn.execute(_IMAGES.format(where=f"WHERE id {_IDS}"), chosen)
+        resources = conn.execute(_RESOURCES.format(where=f"AND i.id {_IDS}"), chosen)
     try:
         pending = resources.fetchone()
         for image_id, path, key, generator, width, height, sha256, params_json in images:
@@ -192,3 +202,163 @@ def _csv_field(value: object) -> str:
     if "," in text or "\n" in text or "\r" in text:
         return '"' + text + '"'
     return text
+
+
+# --- keeping the files current: merge the changed records into the previous files ----------
+
+
+@dataclass
+class Changes:
+    """What changed since the files were written, as far as the records go: images by id,
+    by key (its line is dropped wherever its path was) and paths (every line on them is
+    dropped, every image now on them written again)."""
+
+    ids: set[int] = field(default_factory=set)
+    keys: set[str] = field(default_factory=set)
+    paths: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.ids or self.keys or self.paths)
+
+    def update(self, other: Changes) -> None:
+        self.ids |= other.ids
+        self.keys |= other.keys
+        self.paths |= other.paths
+
+
+class NotMergeable(Exception):
+    """The previous files are not what :func:`write_both` wrote (edited, cut short, out of
+    order): they are written whole instead."""
+
+
+_PATH_START = b'{"path":"'
+_KEY_START = b'","key":"'
+_KEY_END = b'","generator":'
+
+
+def merge_both(
+    conn: sqlite3.Connection, jsonl_path: Path, csv_path: Path, changes: Changes
+) -> tuple[int, int]:
+    """Write records.jsonl and records.csv as :func:`write_both` would, from the previous
+    files and the records of ``changes`` only: the lines of unchanged images are copied as
+    bytes (no database read, no JSON), the changed ones read and merged in path order.
+    Returns (records written, records read from the database); raises :class:`NotMergeable`
+    (both previous files left as they were) when the previous files are not mergeable.
+
+    Both files hold one record per image in (path, id) order; the CSV's records follow the
+    JSON lines one for one. Every image sharing a path with a changed one is read again, so
+    on any path the lines are all old or all new, and the path alone orders the merge."""
+    ids, paths = _changed_images(conn, changes)
+    dropped_paths = {path.encode() for path in paths}
+    # A key as it is written inside its JSON string (orjson escapes deterministically).
+    dropped_keys = {orjson.dumps(key)[1:-1] for key in changes.keys}
+    count = 0
+    with (
+        jsonl_path.open("rb") as old_jsonl,
+        csv_path.open("rb") as old_csv,
+        atomic_write(jsonl_path, "wb", encoding=None) as jsonl_text,
+        atomic_write(csv_path, "wb", encoding=None) as csv_text,
+        closing(iter_records(conn, ids)) as records,
+    ):
+        # Opened in binary mode ("wb"); atomic_write's annotation names its text default.
+        jsonl, csv = cast(IO[bytes], jsonl_text), cast(IO[bytes], csv_text)
+        old_records = _csv_records(old_csv)
+        header = _csv_line(CSV_HEADER).encode()
+        if next(old_records, None) != header:
+            raise NotMergeable(f"{csv_path}: not the header aimeta writes")
+        csv.write(header)
+        fresh = _encoded(records)
+        new = next(fresh, None)
+        previous = b""
+        for line in old_jsonl:
+            old_record = next(old_records, None)
+            path, end = _line_path(line)
+            if old_record is None or path < previous or not line.endswith(b"\n"):
+                raise NotMergeable(f"{jsonl_path} and {csv_path} do not match")
+            previous = path
+            while new is not None and new[0] < path:
+                jsonl.write(new[1])
+                csv.write(new[2])
+                count += 1
+                new = next(fresh, None)
+            if path in dropped_paths or (dropped_keys and _line_key(line, end) in dropped_keys):
+                continue
+            jsonl.write(line)
+            csv.write(old_record)
+            count += 1
+        if next(old_records, None) is not None:
+            raise NotMergeable(f"{csv_path} has more records than {jsonl_path}")
+        while new is not None:
+            jsonl.write(new[1])
+            csv.write(new[2])
+            count += 1
+            new = next(fresh, None)
+    return count, len(ids)
+
+
+def _changed_images(conn: sqlite3.Connection, changes: Changes) -> tuple[set[int], set[str]]:
+    """The ids of the images to read again and the paths whose old lines go: the images
+    changed, and every image on a path one of them has or had."""
+    found: dict[int, str] = {}
+    for column, values in (("id", changes.ids), ("key", changes.keys), ("path", changes.paths)):
+        if values:
+            found.update(
+                conn.execute(
+                    f"SELECT id, path FROM images WHERE {column} {_IDS}",
+                    (orjson.dumps(sorted(values)).decode(),),
+                )
+            )
+    paths = changes.paths | set(found.values())
+    if paths:
+        found.update(
+            conn.execute(
+                f"SELECT id, path FROM images WHERE path {_IDS}",
+                (orjson.dumps(sorted(paths)).decode(),),
+            )
+        )
+    return set(found), paths
+
+
+def _encoded(records: Iterable[dict[str, Any]]) -> Iterator[tuple[bytes, bytes, bytes]]:
+    """(path as UTF-8, JSON line, CSV record) of each record: what the merge compares and
+    writes. UTF-8 bytes compare as SQLite's BINARY collation orders the paths."""
+    dumps = orjson.dumps
+    for record in records:
+        jsonl_line = dumps(record) + b"\n"
+        yield record["path"].encode(), jsonl_line, _csv_record(record).encode()
+
+
+def _line_path(line: bytes) -> tuple[bytes, int]:
+    """The path of a records.jsonl line as UTF-8, and where its JSON string ends. Inside a
+    JSON string every quote is escaped, so the first ``","key":"`` ends the path."""
+    if not line.startswith(_PATH_START):
+        raise NotMergeable("a records.jsonl line that does not start with its path")
+    end = line.find(_KEY_START, len(_PATH_START))
+    if end < 0:
+        raise NotMergeable("a records.jsonl line without a key")
+    text = line[len(_PATH_START) : end]
+    if b"\\" in text:  # escaped characters (a Windows path): decode the JSON string
+        text = orjson.loads(b'"' + text + b'"').encode()
+    return text, end
+
+
+def _line_key(line: bytes, path_end: int) -> bytes:
+    """The key of a records.jsonl line as written inside its JSON string."""
+    start = path_end + len(_KEY_START)
+    return line[start : line.find(_KEY_END, start)]
+
+
+def _csv_records(handle: IO[bytes]) -> Iterator[bytes]:
+    """The records of a CSV file as bytes: a record goes on while a quoted field is open
+    (an odd number of quotes so far), over the line breaks of multi-line prompts."""
+    record = b""
+    quotes = 0
+    for line in handle:
+        record += line
+        quotes += line.count(b'"')
+        if quotes % 2 == 0:
+            yield record
+            record = b""
+            quotes = 0
+    if record:
+        yield record

@@ -34,6 +34,7 @@ class IngestResult:
     by_generator: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)  # of the images stored (records.* to update)
 
 
 # Lines per task handed to a worker process: big enough that sending it costs little, small
@@ -233,6 +234,7 @@ def apply(conn: sqlite3.Connection, batch: list[Prepared], result: IngestResult)
         for stage in CLEARED_STAGES - failed:
             outcome[path, stage] = None
         rows.append(item.rows)
+        result.keys.add(item.rows.image[1])
         result.stored += 1
         generator = item.generator or "none"
         result.by_generator[generator] = result.by_generator.get(generator, 0) + 1

@@ -76,6 +76,7 @@ class ResolveResult:
     unresolved_hashes: list[str] = field(default_factory=list)
     rewritten: int = 0  # rows turned into named resources
     merged: int = 0  # of which merged into a row the image already had
+    images: set[int] = field(default_factory=set)  # ids of the images whose rows were rewritten
     online_requests: int = 0
     online_found: int = 0
     online_not_found: int = 0
@@ -522,6 +523,7 @@ def _rewrite(
                 if target is None:
                     continue
                 merged = _rewrite_row(conn, row, *target)
+                result.images.add(row[0])
                 result.rewritten += 1
                 result.merged += int(merged)
                 changed += 1
@@ -583,4 +585,9 @@ def apply_mappings(
 ) -> ResolveResult:
     """Rewrite references with the mappings already stored (the resolve step of ``aimeta all``;
     nothing changes when there are none)."""
+    if conn.execute("SELECT 1 FROM model_versions LIMIT 1").fetchone() is None:
+        # No mapping can resolve anything: skip the survey, whose look-up of rows known only
+        # by a hash reads the whole resources table (bench/make_corpus.py's 100,000 files,
+        # 121,000 resource rows: 0.02 s every run).
+        return ResolveResult()
     return run(conn, Settings(), rewrite=True, on_event=on_event)

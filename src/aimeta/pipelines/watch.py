@@ -39,7 +39,7 @@ from pathlib import Path
 from aimeta import db, events
 from aimeta.files import IMAGE_EXTENSIONS, FoundFile, image_paths
 from aimeta.pipelines import all as all_pipeline
-from aimeta.pipelines import dump, relink
+from aimeta.pipelines import dump, export, export_state, relink
 from aimeta.settings import Settings
 
 # A file without an end marker is complete once its size and mtime stay the same this long.
@@ -202,13 +202,25 @@ def relink_folder(
         for old in gone:
             move = relink.match_folder(conn, old, new, root)
             if move is not None:
-                report.relinked = relink.apply_folder(conn, move).images
+                with export_state.claimed(settings.db) as taken:
+                    report.relinked = relink.apply_folder(conn, move).images
+                    export_state.defer(taken, _moved_records(move))
                 dump.remember(settings.raw_jsonl, move.files)
                 report.seconds = time.perf_counter() - started
                 return report, frozenset(path for path, *_rest in move.files)
     finally:
         conn.close()
     return report, frozenset()
+
+
+def _moved_records(move: relink.FolderMove) -> export.Changes:
+    """The records a folder move changes: each image's line goes from its old path (and key)
+    to its new path."""
+    changes = export.Changes()
+    for path, _size, _mtime_ns, key in move.files:
+        changes.keys.add(key)
+        changes.paths.add(os.path.join(move.old, os.path.relpath(path, move.new)))
+    return changes
 
 
 def _may_hold_images(text: str) -> bool:
