@@ -7,16 +7,18 @@ the same run, prints one markdown table: size per image, build rate, every searc
 query_bench.py, the README's documented SQL on the `tokens` view, the library API (first page,
 page 50 and facets, unfiltered and filtered, called as `aimeta web` calls it), the memory of an
 `aimeta web` server over the database, adding 1,000 new images to the big database and to an
-empty one (database writes only: no file is read), optionally a no-change re-scan of a
-generated folder (bench/rescan_bench.py), and the peak memory of each phase.
+empty one (database writes only: no file is read), optionally `aimeta all` of 1,000 new files
+into the big database's folder and into an empty one (--add-files) and a no-change re-scan of
+a generated folder (--rescan-files, bench/rescan_bench.py), and the peak memory of each phase.
 
     .venv/bin/python bench/scale.py [--images 1000000] [--add 1000] [--runs 5] [--keep DIR]
     .venv/bin/python bench/scale.py --reuse DIR      # measure DIR/images.db, no build
-    .venv/bin/python bench/scale.py ... --rescan-files 100000
+    .venv/bin/python bench/scale.py ... --add-files 1000 --rescan-files 100000
 
 --keep builds in DIR and keeps the database; --reuse opens DIR/images.db (its pending
 migrations applied and timed) and adds its new images after the ones it holds, so a second run
-measures the same way. The added images stay in the database.
+measures the same way. The added images stay in the database; --add-files also leaves
+exif_raw.jsonl and records.* of `aimeta all` beside it.
 """
 
 from __future__ import annotations
@@ -289,33 +291,90 @@ def first_free_number(path: Path, start: int, count: int) -> int:
         conn.close()
 
 
-def add_images(path: Path, first: int, count: int) -> float:
-    """Seconds to store ``count`` new images (one batch per query_bench.BATCH) into ``path``."""
+def add_images(path: Path, first: int, count: int) -> tuple[float, int]:
+    """Seconds to store ``count`` new images (one batch per query_bench.BATCH) into ``path``,
+    and the pages its largest transaction wrote to the write-ahead log: what the time mostly
+    pays for, each new row landing on another page of the large indexes."""
     items = list(generate(count, first=first))  # generated before the clock starts
     conn = db.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the log starts empty
     started = time.perf_counter()
     store(conn, items)
     elapsed = time.perf_counter() - started
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    # Read before closing (the last connection removes the log). A checkpoint after each
+    # commit lets the next transaction rewrite the log from its start: its size is that of
+    # the largest transaction (a 32-byte header, then 24 bytes and a page a frame).
+    log = Path(f"{path}-wal")
+    frames = (log.stat().st_size - 32) // (page_size + 24) if log.is_file() else 0
     conn.close()
-    return elapsed
+    return elapsed, max(frames, 0)
 
 
 def add_rows(path: Path, images: int, count: int, peak: PhasePeak) -> list[Row]:
     """Adding ``count`` new images to ``path`` and the same ones to an empty database."""
     first = first_free_number(path, images, count)
     peak.start()
-    big_s = add_images(path, first, count)
+    big_s, big_pages = add_images(path, first, count)
     big_mb = peak.mb()
     scratch = Path(tempfile.mkdtemp(prefix="aimeta-scale-empty-"))
     try:
-        empty_s = add_images(scratch / "images.db", first, count)
+        empty_s, empty_pages = add_images(scratch / "images.db", first, count)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return [
-        (f"add {count:,} new images to the {images:,}-image database", f"{big_s:.2f} s"),
-        (f"add the same {count:,} images to an empty database", f"{empty_s:.2f} s"),
+        (
+            f"add {count:,} new images to the {images:,}-image database",
+            f"{big_s:.2f} s ({big_pages:,} pages written)",
+        ),
+        (
+            f"add the same {count:,} images to an empty database",
+            f"{empty_s:.2f} s ({empty_pages:,} pages written)",
+        ),
         ("ratio (target ≤ 2)", f"{big_s / empty_s:.1f}"),
         (f"peak memory while adding {count:,} to the large database", f"{big_mb:.0f} MB"),
+    ]
+
+
+def run_all(corpus: Path, out_dir: Path) -> float:
+    """Seconds of `aimeta all CORPUS --out-dir OUT_DIR` in a child process (reading the files,
+    storing them, resolving, exporting: everything a user's run does)."""
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "aimeta", "all", str(corpus), "--out-dir", str(out_dir), "-q"],
+        check=True,
+        cwd=out_dir,  # no stray aimeta.toml read
+    )
+    return time.perf_counter() - started
+
+
+def add_files_rows(path: Path, images: int, files: int) -> list[Row]:
+    """`aimeta all` on a new bench/make_corpus.py folder of ``files`` files into the folder of
+    ``path`` (so into the big database) and into an empty folder. The corpus is seeded by the
+    database's size, so that a second --reuse run reads new files (the same files again would
+    be re-linked by content, not added)."""
+    scratch = Path(tempfile.mkdtemp(prefix="aimeta-scale-files-"))
+    try:
+        corpus = scratch / "corpus"
+        subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("make_corpus.py")), str(files),
+             str(corpus), "--seed", str(images)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        big_s = run_all(corpus, path.parent)
+        (scratch / "empty").mkdir()
+        empty_s = run_all(corpus, scratch / "empty")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return [
+        (
+            f"`aimeta all` of {files:,} new files (bench/make_corpus.py) into the"
+            f" {images:,}-image database",
+            f"{big_s:.2f} s",
+        ),
+        (f"`aimeta all` of the same {files:,} files into an empty folder", f"{empty_s:.2f} s"),
+        ("ratio (target ≤ 2)", f"{big_s / empty_s:.1f}"),
     ]
 
 
@@ -346,6 +405,12 @@ def main() -> int:
     where.add_argument("--keep", type=Path, help="build the database in DIR and keep it")
     where.add_argument("--reuse", type=Path, help="measure DIR/images.db without building")
     parser.add_argument(
+        "--add-files",
+        type=int,
+        default=0,
+        help="also time `aimeta all` of N new files into the database's folder (0: skip)",
+    )
+    parser.add_argument(
         "--rescan-files", type=int, default=0, help="also time bench/rescan_bench.py (0: skip)"
     )
     args = parser.parse_args()
@@ -374,6 +439,8 @@ def main() -> int:
     phase("library API", lambda: library_rows(path, vocab, args.runs))
     rows.extend(server_rows(path, vocab))
     rows.extend(add_rows(path, images, args.add, peak))
+    if args.add_files:
+        rows.extend(add_files_rows(path, images + args.add, args.add_files))
     if args.rescan_files:
         workdir = Path(tempfile.mkdtemp(prefix="aimeta-scale-rescan-"))
         try:
