@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import math
 import os
 import re
 import resource
@@ -88,7 +89,7 @@ class PhasePeak:
 
     def mb(self) -> float:
         peak = _status_mb("self", "VmHWM")
-        if peak != peak:  # NaN: no /proc
+        if math.isnan(peak):  # no /proc
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return peak
 
@@ -238,7 +239,7 @@ def server_rows(path: Path, vocab: dict[str, list[str]]) -> list[Row]:
         _wait_for_port(port, server)
         client = Client(port)
         started_mb = _status_mb(server.pid, "VmRSS")
-        for _label, params in (([], []), ("token", [("token", vocab["pos"][20])])):
+        for params in ([], [("token", vocab["pos"][20])]):
             paged = [*params, ("limit", str(LIBRARY_PAGE))]
             answer = client.json("/api/images", paged)
             for _ in range(LIBRARY_PAGE_N - 1):
