@@ -223,12 +223,18 @@ def library_rows(path: Path, vocab: dict[str, list[str]], runs: int) -> list[Row
     return rows
 
 
+def plain_environment() -> dict[str, str]:
+    """This environment without AIMETA_* settings (an AIMETA_DB of the shell would point a
+    child `aimeta` at another database)."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("AIMETA_")}
+
+
 def server_rows(path: Path, vocab: dict[str, list[str]]) -> list[Row]:
     """Peak memory of an `aimeta web` process over ``path`` after a first page, page 50,
     facets and one image in full, each with and without a token filter, through HTTP."""
     port = free_port()
     home = Path(tempfile.mkdtemp(prefix="aimeta-scale-web-"))  # no stray aimeta.toml read
-    env = {**os.environ, "AIMETA_DB": str(path.resolve())}
+    env = {**plain_environment(), "AIMETA_DB": str(path.resolve())}
     server = subprocess.Popen(
         [sys.executable, "-m", "aimeta", "web", "--port", str(port)],
         cwd=home,
@@ -345,6 +351,7 @@ def run_all(corpus: Path, out_dir: Path) -> float:
         [sys.executable, "-m", "aimeta", "all", str(corpus), "--out-dir", str(out_dir), "-q"],
         check=True,
         cwd=out_dir,  # no stray aimeta.toml read
+        env=plain_environment(),
     )
     return time.perf_counter() - started
 
