@@ -124,6 +124,11 @@ class Generated:
     rating: tuple[object, ...] | None
 
 
+def image_key(n: int) -> str:
+    """The key of image number ``n`` of the benchmark corpus."""
+    return f"library/{2023 + n % 3}-{1 + n % 12:02d}/{n:08d}.png"
+
+
 def generate(images: int, first: int = 0) -> Iterator[Generated]:
     """Images ``first``..``first + images - 1`` of the benchmark corpus, as aimeta's ingest would
     store them: 40 positive and 20 negative tokens drawn by Zipf popularity (10 % of positive
@@ -141,7 +146,7 @@ def generate(images: int, first: int = 0) -> Iterator[Generated]:
     pos_cum, neg_cum = zipf_cumulative(len(positive)), zipf_cumulative(len(negative))
     lora_cum, ckpt_cum = zipf_cumulative(len(loras)), zipf_cumulative(len(checkpoints))
     for n in range(first, first + images):
-        key = f"library/{2023 + n % 3}-{1 + n % 12:02d}/{n:08d}.png"
+        key = image_key(n)
         ident = db.image_id(key)
         file_path = f"/data/{key}"
         pos = draw_distinct(rng, positive, pos_cum, 40)
