@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import sqlite3
 from collections.abc import Callable
 from contextlib import closing
@@ -155,3 +156,20 @@ def test_refusals_and_the_route_is_documented(api: TestClient) -> None:
     parameters = {p["name"] for p in spec["paths"]["/api/insights"]["get"]["parameters"]}
     assert {"by", "rating", "min_images", "model", "value", "has_rating"} <= parameters
     assert "not causes" in spec["paths"]["/api/insights"]["get"]["description"]
+
+
+def test_the_page_draws_with_its_own_code_only(
+    api: TestClient, tmp_path: Path, make_client: Callable[..., TestClient]
+) -> None:
+    page = api.get("/library")
+    assert 'id="insights"' in page.text and "insights.js" in page.text
+    assert "not causes" in page.text
+    script = api.get("/static/insights.js")
+    assert script.status_code == 200 and "createElementNS" in script.text  # SVG of its own
+    for asset in ("/static/insights.js", "/static/library.js", "/static/library.css"):
+        text = api.get(asset).text
+        # No CDN, chart library or other outside resource (the SVG namespace is a name only).
+        assert not re.search(r"https?://(?!www\.w3\.org/2000/svg\b)", text), asset
+    settings = dataclasses.replace(Settings(), db=tmp_path / "none.db", host="127.0.0.1", port=5000)
+    missing = make_client(settings).get("/api/insights")
+    assert missing.status_code == 503 and "no database" in missing.json()["detail"]
