@@ -50,7 +50,6 @@ from aimeta.pipelines.insight_sql import (
     DIMENSIONS,
     GROUPED,
     LABELS,
-    OUTCOME,
     PAIR_DIMENSIONS,
     RATING_KINDS,
     SINGLE_DIMENSIONS,
@@ -59,6 +58,7 @@ from aimeta.pipelines.insight_sql import (
     VALUE_ROWS,
     bin_labels,
 )
+from aimeta.pipelines.insight_tokens import token_lora_sums, token_sums
 from aimeta.pipelines.search import SearchQuery, search_sql
 
 __all__ = ["DIMENSIONS", "PAIR_DIMENSIONS", "RATING_KINDS", "SINGLE_DIMENSIONS", "bin_labels"]
@@ -217,13 +217,20 @@ def value_sums(
     ``images``, ``sum`` and ``sum_sq`` of their outcomes."""
     if dimension not in VALUE_ROWS:
         raise UsageError(f"--by takes one of {', '.join(DIMENSIONS)}, not {dimension!r}")
-    if dimension == "token":
-        return token_sums(conn, outcomes, min_images)
+    if dimension in _COUNTED_IN_NUMPY:
+        pairs = list(
+            zip(outcomes["image_id"].tolist(), outcomes["rating"].tolist(), strict=True)
+        )
+        return _sums_frame(_COUNTED_IN_NUMPY[dimension](conn, pairs, min_images))
     rows = conn.execute(
         GROUPED.format(rows=VALUE_ROWS[dimension], label=LABELS.get(dimension, "a")),
         {"outcome": _outcome_json(outcomes), "min_images": max(min_images, 1)},
     ).fetchall()
     return _sums_frame(rows)
+
+
+# The token dimensions: see aimeta.pipelines.insight_tokens.
+_COUNTED_IN_NUMPY = {"token": token_sums, "token+lora": token_lora_sums}
 
 
 def _sums_frame(rows: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
@@ -234,55 +241,6 @@ def _sums_frame(rows: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
     joined = np.where(frame["second"] == "", "", " + " + frame["second"])
     frame.insert(0, "value", frame["first"] + joined)
     return frame
-
-
-# Rated images read per statement by token_sums: bounds its memory on any library size.
-_TOKEN_CHUNK = 20_000
-_TOKEN_IDS = (
-    OUTCOME
-    + """
-SELECT o.y, (SELECT group_concat(norm_id, ' ') FROM token_rows
-             WHERE image_id = o.id AND side = 'pos') FROM outcome o"""
-)
-
-
-def token_sums(conn: sqlite3.Connection, outcomes: pd.DataFrame, min_images: int) -> pd.DataFrame:
-    """:func:`value_sums` of the token dimension, counted in NumPy.
-
-    SQLite would sort the million (token, image) rows of 100,000 images twice (once so that a
-    token written twice in one prompt counts once, once to group by token); here it only
-    walks each rated image's token ids, and NumPy drops the repeats and adds up per id."""
-    size = int(conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM token_texts").fetchone()[0])
-    counts, sums, squares = np.zeros(size), np.zeros(size), np.zeros(size)
-    for start in range(0, len(outcomes), _TOKEN_CHUNK):
-        chunk = outcomes.iloc[start : start + _TOKEN_CHUNK]
-        rows = conn.execute(_TOKEN_IDS, {"outcome": _outcome_json(chunk)}).fetchall()
-        lists = [ids for _, ids in rows]
-        lengths = np.array([ids.count(" ") + 1 if ids else 0 for ids in lists], dtype="int64")
-        if not lengths.sum():
-            continue
-        token_ids = np.array(" ".join(ids for ids in lists if ids).split(" "), dtype="int64")
-        image_index = np.repeat(np.arange(len(rows)), lengths)
-        y = np.repeat(np.array([y for y, _ in rows], dtype="float64"), lengths)
-        # A text a writer added after `size` was read is left out, as if read before it came.
-        known = token_ids < size
-        token_ids, image_index, y = token_ids[known], image_index[known], y[known]
-        # Each (image, token) once: a token written twice in one prompt counts once.
-        _, first = np.unique(image_index * size + token_ids, return_index=True)
-        token_ids, y = token_ids[first], y[first]
-        counts += np.bincount(token_ids, minlength=size)[:size]
-        sums += np.bincount(token_ids, weights=y, minlength=size)[:size]
-        squares += np.bincount(token_ids, weights=y * y, minlength=size)[:size]
-    kept = np.flatnonzero(counts >= max(min_images, 1))
-    texts = dict(
-        conn.execute(
-            "SELECT id, text FROM token_texts WHERE id IN (SELECT value FROM json_each(?))",
-            (orjson.dumps(kept.tolist()).decode("ascii"),),
-        ).fetchall()
-    )
-    return _sums_frame(
-        [(texts[i], "", int(counts[i]), sums[i], squares[i]) for i in kept.tolist() if i in texts]
-    )
 
 
 # --- statistics (pure functions over frames) ---------------------------------------------------
