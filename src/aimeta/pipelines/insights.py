@@ -218,9 +218,7 @@ def value_sums(
     if dimension not in VALUE_ROWS:
         raise UsageError(f"--by takes one of {', '.join(DIMENSIONS)}, not {dimension!r}")
     if dimension in _COUNTED_IN_NUMPY:
-        pairs = list(
-            zip(outcomes["image_id"].tolist(), outcomes["rating"].tolist(), strict=True)
-        )
+        pairs = list(zip(outcomes["image_id"].tolist(), outcomes["rating"].tolist(), strict=True))
         return _sums_frame(_COUNTED_IN_NUMPY[dimension](conn, pairs, min_images))
     rows = conn.execute(
         GROUPED.format(rows=VALUE_ROWS[dimension], label=LABELS.get(dimension, "a")),
