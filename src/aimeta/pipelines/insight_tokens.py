@@ -24,7 +24,7 @@ from aimeta.pipelines.insight_sql import OUTCOME
 Sums = list[tuple[str, str, int, float, float]]
 
 # Rated images read per statement.
-CHUNK = 20_000
+CHUNK = 5_000
 _TOKEN_IDS = (
     OUTCOME
     + """
@@ -124,22 +124,19 @@ def token_lora_sums(
     (token text, LoRA name, images, sum, sum of squares)."""
     size = _text_count(conn)
     names: dict[str, int] = {}
-    parts: list[tuple[np.ndarray, np.ndarray]] = []  # (pair keys, outcomes), per chunk
+    totals = _Totals.empty()
+    pending: list[_Totals] = []
     for chunk in _chunks(outcomes):
         read = _read_chunk(conn, chunk, size, loras=True)
         lora_image = [i for i, image_loras in enumerate(read.loras) for _ in image_loras]
         lora_code = [names.setdefault(n, len(names)) for image in read.loras for n in image]
-        parts.append(_cross(read, np.array(lora_image, dtype="int64"), np.array(lora_code), size))
-    keys = np.concatenate([key for key, _ in parts]) if parts else np.zeros(0, "int64")
-    if not len(keys):
-        return []
-    y = np.concatenate([outcome for _, outcome in parts])
-    order = np.argsort(keys, kind="stable")
-    keys, y = keys[order], y[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    pairs = keys[starts]
-    counts = np.diff(np.r_[starts, len(keys)])
-    sums, squares = np.add.reduceat(y, starts), np.add.reduceat(y * y, starts)
+        keys, y = _cross(read, np.array(lora_image, dtype="int64"), np.array(lora_code), size)
+        pending.append(_Totals.of(keys, np.ones(len(keys)), y, y * y))
+        # Merged now and then, so memory follows the distinct pairs, not the pairs of images.
+        if sum(len(part.keys) for part in pending) > _PENDING_PAIRS:
+            totals, pending = _Totals.merge([totals, *pending]), []
+    totals = _Totals.merge([totals, *pending])
+    pairs, counts, sums, squares = totals.keys, totals.counts, totals.sums, totals.squares
     kept = np.flatnonzero(counts >= max(min_images, 1))
     tokens, loras = pairs[kept] % size, pairs[kept] // size
     texts, lora_names = _texts(conn, tokens), list(names)
@@ -148,6 +145,49 @@ def token_lora_sums(
         for k, t, lora in zip(kept.tolist(), tokens.tolist(), loras.tolist(), strict=True)
         if t in texts
     ]
+
+
+# Pair rows of chunks held before they are merged into the totals (32 bytes each).
+_PENDING_PAIRS = 500_000
+
+
+@dataclass
+class _Totals:
+    """Count, sum and sum of squares per distinct key, keys sorted."""
+
+    keys: np.ndarray
+    counts: np.ndarray
+    sums: np.ndarray
+    squares: np.ndarray
+
+    @classmethod
+    def empty(cls) -> _Totals:
+        nothing = np.zeros(0)
+        return cls(np.zeros(0, "int64"), nothing, nothing, nothing)
+
+    @classmethod
+    def of(
+        cls, keys: np.ndarray, counts: np.ndarray, sums: np.ndarray, squares: np.ndarray
+    ) -> _Totals:
+        """Rows with equal keys added up."""
+        if not len(keys):
+            return cls.empty()
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        return cls(
+            keys[starts],
+            np.add.reduceat(counts[order], starts),
+            np.add.reduceat(sums[order], starts),
+            np.add.reduceat(squares[order], starts),
+        )
+
+    @classmethod
+    def merge(cls, parts: Sequence[_Totals]) -> _Totals:
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([getattr(part, name) for part in parts])
+
+        return cls.of(joined("keys"), joined("counts"), joined("sums"), joined("squares"))
 
 
 def _cross(
