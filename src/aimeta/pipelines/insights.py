@@ -15,7 +15,8 @@ value's images (n_v) with the rest of the selection (n_r, N = n_v + n_r):
 ``delta = mean_v - mean_all = (n_r / N) * (mean_v - mean_r)``, so its standard error is
 ``(n_r / N) * sqrt(s_v² / n_v + s_r² / n_r)``, with Welch-Satterthwaite degrees of freedom.
 It needs only the count, sum and sum of squares of each value, which SQLite adds up in one
-grouped pass; pandas then computes every interval at once. A bootstrap would resample each of
+grouped pass (NumPy for the token dimensions: :mod:`aimeta.pipelines.insight_tokens`); pandas
+then computes every interval at once. A bootstrap would resample each of
 thousands of values a thousand times: minutes on 100,000 images instead of the target of a
 second per dimension, for no better coverage at the sample sizes shown (``--min-images``).
 Ratings are discrete (1-5 stars, 0/1 for keep), so each group's variance is pooled with two
