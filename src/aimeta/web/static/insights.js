@@ -114,6 +114,25 @@ function shorten(text, chars) {
   return text.length <= chars ? text : text.slice(0, Math.max(1, chars - 1)) + "…";
 }
 
+// A value cut to `chars` characters so that what tells values apart stays: a LoRA's weight
+// bin whole, and both parts of a pair (each cut to its share).
+function label(row, chars) {
+  const text = row.value;
+  if (text.length <= chars) return text;
+  if (row.filter.length === 2) {
+    const [first, second] = row.filter.map((named) => named.slice(named.indexOf(":") + 1));
+    const room = chars - 3;
+    const firstRoom = Math.max(Math.ceil(room / 2), room - second.length);
+    return shorten(first, firstRoom) + " + " + shorten(second, room - Math.min(first.length, firstRoom));
+  }
+  const at = text.lastIndexOf(" @ ");
+  if (at > 0) {
+    const bin = text.slice(at);
+    return shorten(text.slice(0, at), Math.max(4, chars - bin.length)) + bin;
+  }
+  return shorten(text, chars);
+}
+
 // A tick every 0.05 to 2 units (at most 5 ticks); keep rates tick in whole percents.
 function tickStep(low, high) {
   return [0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1, 2].find((s) => (high - low) / s <= 5) || 5;
@@ -146,7 +165,7 @@ function drawChart(card, dimension, answer) {
   const base = answer.baseline.mean;
   const pick = answer.rating === "pick";
   const width = Math.max(260, card.clientWidth - 24);
-  const labelWidth = Math.min(220, Math.round(width * 0.38));
+  const labelWidth = Math.min(420, Math.round(width * 0.42));
   const plotLeft = labelWidth + 8;
   const plotRight = width - COUNT;
   const gap = rows.length < total ? 1 : 0; // a row of "…" between the best and the worst
@@ -202,7 +221,7 @@ function drawRow(row, at, geometry) {
   group.dataset.images = String(row.images);
   group.append(svg("title", {}, summary + "\nClick: show these images"));
   group.append(svg("rect", { x: 0, y: top + 1, width, height: ROW - 2, rx: 3, class: "hit" }));
-  group.append(svg("text", { x: labelWidth, y: middle + 4, class: "label" }, shorten(row.value, chars)));
+  group.append(svg("text", { x: labelWidth, y: middle + 4, class: "label" }, label(row, chars)));
   const from = Math.min(x(base), x(mean));
   group.append(svg("rect", {
     x: from, y: top + 6, width: Math.max(1.5, Math.abs(x(mean) - x(base))), height: ROW - 12,
