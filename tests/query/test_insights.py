@@ -15,6 +15,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -23,12 +24,14 @@ from aimeta import db
 from aimeta.cli import app
 from aimeta.cli.insights import search_filters
 from aimeta.errors import UsageError
+from aimeta.pipelines import insight_sql, insight_tokens
 from aimeta.pipelines.insights import (
     COLUMNS,
     InsightQuery,
     insights,
     rating_frame,
     t_quantile,
+    value_sums,
     with_intervals,
 )
 from aimeta.pipelines.search import SearchQuery, search_sql
@@ -289,3 +292,37 @@ def test_rating_model_chooses_whose_ratings_count(tmp_path: Path) -> None:
     assert rows["qwen"]["mean"] == pytest.approx(qwen_mean)
     assert rows["other"]["mean"] == pytest.approx(5.0)
     assert rows["both"]["mean"] == pytest.approx((qwen_mean + 5) / 2)
+
+
+@pytest.mark.parametrize("dimension", ["token", "token+lora"])
+def test_token_counts_in_numpy_equal_the_sql_grouping(tmp_path: Path, dimension: str) -> None:
+    """The token dimensions are counted in NumPy (insight_tokens); SQLite's grouping of the
+    same rows (insight_sql.VALUE_ROWS) gives the same values, counts and sums, also for a
+    token written twice in one prompt and with chunks smaller than the library."""
+    library = build_library(tmp_path / "images.db", seed=9, images=300)
+    rated = next(iter(library.ratings))
+    with closing(db.connect(library.path)) as conn, db.transaction(conn):
+        conn.execute(
+            "INSERT INTO tokens (image_id, side, position, t_raw, t_norm) VALUES"
+            " (?, 'pos', 99, 'token 01', 'token 01'), (?, 'pos', 98, 'token 01', 'token 01')",
+            (rated, rated),
+        )
+    with reading(library.path) as conn:
+        outcomes = rating_frame(conn, "ai")
+        # Ids as Python ints (in a float array 63-bit ids would lose digits).
+        ids, ratings = outcomes["image_id"].tolist(), outcomes["rating"].tolist()
+        pairs = orjson.dumps(list(zip(ids, ratings, strict=True))).decode("ascii")
+        sql = insight_sql.GROUPED.format(
+            rows=insight_sql.VALUE_ROWS[dimension], label=insight_sql.LABELS[dimension]
+        )
+        expected = conn.execute(sql, {"outcome": pairs, "min_images": 2}).fetchall()
+        insight_tokens.CHUNK, chunk = 70, insight_tokens.CHUNK
+        try:
+            counted = value_sums(conn, dimension, outcomes, 2)
+        finally:
+            insight_tokens.CHUNK = chunk
+    got = sorted(counted[["first", "second", "images", "sum", "sum_sq"]].itertuples(index=False))
+    assert len(got) == len(expected) > 10
+    for row, want in zip(got, sorted(expected), strict=True):
+        assert tuple(row[:3]) == tuple(want[:3])
+        assert tuple(row[3:]) == pytest.approx(tuple(want[3:]))

@@ -37,6 +37,7 @@ ROUTES = {
     "/api/count",
     "/api/export",
     "/api/rate",
+    "/api/insights",
 }
 
 

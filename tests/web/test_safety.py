@@ -122,6 +122,7 @@ EVIL = "http://evil.example"
         ("get", "/api/count"),
         ("post", "/api/export"),
         ("post", "/api/rate"),
+        ("get", "/api/insights"),
     ],
 )
 def test_requests_from_another_site_are_refused(client: Any, method: str, route: str) -> None:

@@ -15,7 +15,8 @@ value's images (n_v) with the rest of the selection (n_r, N = n_v + n_r):
 ``delta = mean_v - mean_all = (n_r / N) * (mean_v - mean_r)``, so its standard error is
 ``(n_r / N) * sqrt(s_v² / n_v + s_r² / n_r)``, with Welch-Satterthwaite degrees of freedom.
 It needs only the count, sum and sum of squares of each value, which SQLite adds up in one
-grouped pass; pandas then computes every interval at once. A bootstrap would resample each of
+grouped pass (NumPy for the token dimensions: :mod:`aimeta.pipelines.insight_tokens`); pandas
+then computes every interval at once. A bootstrap would resample each of
 thousands of values a thousand times: minutes on 100,000 images instead of the target of a
 second per dimension, for no better coverage at the sample sizes shown (``--min-images``).
 Ratings are discrete (1-5 stars, 0/1 for keep), so each group's variance is pooled with two
@@ -26,14 +27,15 @@ misses zero at the default 95 %.
 
 The computation reads ratings through :func:`rating_frame` (and AI ratings through
 :func:`ai_ratings` only), the selection through :func:`aimeta.pipelines.search.search_sql`,
-so ``aimeta insights`` filters exactly as ``aimeta search`` does.
+so ``aimeta insights`` filters exactly as ``aimeta search`` does (or through a statement of
+image ids: the library page's filters). The SQL of values and ratings lives in
+:mod:`aimeta.pipelines.insight_sql`, which the page's grid filters use too.
 """
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 from typing import Any
@@ -43,19 +45,29 @@ import orjson
 import pandas as pd
 
 from aimeta.errors import UsageError
+from aimeta.pipelines.insight_sql import (
+    AI_RATINGS,
+    CULL_KEEPS,
+    DIMENSIONS,
+    GROUPED,
+    LABELS,
+    PAIR_DIMENSIONS,
+    RATING_KINDS,
+    SINGLE_DIMENSIONS,
+    USER_KEEPS,
+    USER_STARS,
+    VALUE_ROWS,
+    bin_labels,
+)
+from aimeta.pipelines.insight_tokens import token_lora_sums, token_sums
 from aimeta.pipelines.search import SearchQuery, search_sql
 
-RATING_KINDS = ("ai", "user", "pick", "any")
-SINGLE_DIMENSIONS = ("token", "lora", "checkpoint", "sampler", "scheduler", "cfg", "steps",
-                     "generator")  # fmt: skip
-PAIR_DIMENSIONS = ("token+lora", "lora+checkpoint")
-DIMENSIONS = SINGLE_DIMENSIONS + PAIR_DIMENSIONS
-COLUMNS = ["dimension", "value", "images", "mean", "delta", "delta_low", "delta_high"]
+__all__ = ["DIMENSIONS", "PAIR_DIMENSIONS", "RATING_KINDS", "SINGLE_DIMENSIONS", "bin_labels"]
 
-# Bin edges; each bin includes its upper edge: a LoRA at 0.8 is in (0.6, 0.8], at 0.85 in (0.8, 1].
-LORA_WEIGHT_EDGES = (0.0, 0.4, 0.6, 0.8, 1.0)
-CFG_EDGES = (2.0, 4.0, 6.0, 8.0, 10.0, 15.0)
-STEPS_EDGES = (10.0, 20.0, 30.0, 40.0, 50.0, 80.0)
+COLUMNS = ["dimension", "value", "images", "mean", "delta", "delta_low", "delta_high"]
+# Kept beside COLUMNS in Insights.rows: a value's parts (a pair's two; else the value and
+# ''), from which the library page builds the filter of a row's images.
+PARTS = ["first", "second"]
 
 # Pooled into each group's variance, in images (see the module docstring).
 _PSEUDO_IMAGES = 2.0
@@ -65,14 +77,17 @@ _PSEUDO_IMAGES = 2.0
 class InsightQuery:
     """What to compare: dimensions, which rating, the smallest group shown, the selection.
 
-    ``within`` holds the ``aimeta search`` filters (its ``limit`` is ignored); ``rating_model``
-    keeps only AI ratings by that model tag (otherwise an image's AI ratings are averaged).
+    ``within`` holds the ``aimeta search`` filters (its ``limit`` is ignored); ``selection``,
+    when given, replaces them: a SELECT of image ids and its named parameters (the library
+    page's filters). ``rating_model`` keeps only AI ratings by that model tag (otherwise an
+    image's AI ratings are averaged).
     """
 
     dimensions: tuple[str, ...] = DIMENSIONS
     rating: str = "ai"
     min_images: int = 20
     within: SearchQuery = field(default_factory=SearchQuery)
+    selection: tuple[str, Mapping[str, Any]] | None = None
     rating_model: str | None = None
     confidence: float = 0.95
 
@@ -121,22 +136,17 @@ def ai_ratings(conn: sqlite3.Connection, model: str | None = None) -> pd.DataFra
     """AI ratings per image: columns ``image_id`` and ``rating`` (the mean ``overall`` over the
     models that rated the image, or only ``model``'s).
 
-    The one place that knows how AI ratings reach images (``ratings.path`` = ``images.path``).
+    The one place that reads how AI ratings reach images: by ``ratings.image_id`` (migration 3
+    fills it on insert and re-links keep it), :data:`aimeta.pipelines.insight_sql.AI_RATINGS`.
     """
-    sql = (
-        "SELECT i.id, AVG(r.overall) FROM ratings r JOIN images i ON i.path = r.path"
-        " WHERE (:model IS NULL OR r.model = :model) GROUP BY i.id"
-    )
-    return _frame(conn.execute(sql, {"model": model}).fetchall())
+    return _frame(conn.execute(AI_RATINGS, {"model": model}).fetchall())
 
 
 def user_stars(conn: sqlite3.Connection) -> pd.DataFrame:
     """The user's own stars per image; 0 stars means not rated (as in photo managers)."""
     if not has_table(conn, "user_ratings"):
         return _frame([])
-    return _frame(
-        conn.execute("SELECT image_id, stars FROM user_ratings WHERE stars > 0").fetchall()
-    )
+    return _frame(conn.execute(USER_STARS).fetchall())
 
 
 def keep_outcomes(conn: sqlite3.Connection) -> pd.DataFrame:
@@ -144,14 +154,9 @@ def keep_outcomes(conn: sqlite3.Connection) -> pd.DataFrame:
     over a cull decision; a cull ``keep`` and a user's 0 are neither and are left out."""
     rows: dict[int, float] = {}
     if has_table(conn, "cull_decisions"):
-        sql = (
-            "SELECT image_id, decision = 'pick' FROM cull_decisions"
-            " WHERE decision IN ('pick', 'reject')"
-        )
-        rows.update((image_id, float(kept)) for image_id, kept in conn.execute(sql))
+        rows.update((image_id, float(kept)) for image_id, kept in conn.execute(CULL_KEEPS))
     if has_table(conn, "user_ratings"):
-        sql = "SELECT image_id, pick = 1 FROM user_ratings WHERE pick <> 0"
-        rows.update((image_id, float(kept)) for image_id, kept in conn.execute(sql))
+        rows.update((image_id, float(kept)) for image_id, kept in conn.execute(USER_KEEPS))
     return _frame(list(rows.items()))
 
 
@@ -181,9 +186,13 @@ def selected_outcomes(conn: sqlite3.Connection, query: InsightQuery) -> pd.DataF
     """The rated images of the selection (``aimeta search``'s filters) with their outcome."""
     outcomes = rating_frame(conn, query.rating, query.rating_model)
     within = replace(query.within, limit=0)
-    if within == SearchQuery(limit=0):
+    params: Sequence[Any] | Mapping[str, Any]
+    if query.selection is not None:
+        sql, params = query.selection
+    elif within == SearchQuery(limit=0):
         return outcomes
-    sql, params = search_sql(within)
+    else:
+        sql, params = search_sql(within)
     try:
         ids = [row[0] for row in conn.execute(sql, params)]
     except sqlite3.OperationalError as exc:
@@ -191,109 +200,46 @@ def selected_outcomes(conn: sqlite3.Connection, query: InsightQuery) -> pd.DataF
     return outcomes[outcomes["image_id"].isin(ids)].reset_index(drop=True)
 
 
-# --- grouping in SQL ---------------------------------------------------------------------------
+# --- grouping ----------------------------------------------------------------------------------
 
 
-def bin_labels(edges: Sequence[float]) -> list[str]:
-    """Labels of the bins that ``edges`` cut: ``≤ a``, ``(a, b]``, ..., ``> z``."""
-    shown = [_number(edge) for edge in edges]
-    middle = [f"({low}, {high}]" for low, high in itertools.pairwise(shown)]
-    return [f"≤ {shown[0]}", *middle, f"> {shown[-1]}"]
-
-
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
-def bin_case(expression: str, edges: Sequence[float]) -> str:
-    """A SQL CASE naming the bin of ``expression`` (NULL stays NULL)."""
-    labels = bin_labels(edges)
-    whens = " ".join(
-        f"WHEN {expression} <= {edge!r} THEN '{label}'"
-        for edge, label in zip(edges, labels, strict=False)
-    )
-    return f"CASE WHEN {expression} IS NULL THEN NULL {whens} ELSE '{labels[-1]}' END"
-
-
-_CHECKPOINT = """COALESCE(
-    (SELECT name FROM resources WHERE image_id = o.id AND kind = 'checkpoint'
-     ORDER BY name LIMIT 1),
-    (SELECT value FROM kv WHERE image_id = o.id AND key = 'model'))"""
-_SAMPLER = """COALESCE(
-    (SELECT value FROM kv WHERE image_id = o.id AND key = 'sampler_norm'),
-    (SELECT value FROM kv WHERE image_id = o.id AND key = 'sampler'))"""
-
-
-def _kv_number(key: str) -> str:
-    return (
-        f"(SELECT CAST(value AS REAL) FROM kv WHERE image_id = o.id AND key = '{key}'"
-        " AND value GLOB '*[0-9]*')"
-    )
-
-
-def _lora_label(alias: str) -> str:
-    weight = bin_case(f"{alias}.weight", LORA_WEIGHT_EDGES)
-    return f"{alias}.name || ' @ ' || COALESCE({weight}, 'weight ?')"
-
-
-# Per dimension: rows (value, second value of a pair or '', outcome) for the rated images of
-# the selection, each (image, value) once. They join `outcome` image by image, so SQLite reads
-# only the index ranges of rated images, never a whole table. Grouping by the image id drops a
-# token written twice in one prompt; it is cheaper than DISTINCT over whole rows.
-_VALUE_ROWS = {
-    "token": "SELECT t.norm_id AS a, '' AS b, o.y AS y FROM outcome o"
-    " JOIN token_rows t ON t.image_id = o.id AND t.side = 'pos' GROUP BY a, o.id",
-    "lora": f"SELECT {_lora_label('r')} AS a, '' AS b, o.y AS y FROM outcome o"
-    " JOIN resources r ON r.image_id = o.id AND r.kind = 'lora'",
-    "checkpoint": f"SELECT {_CHECKPOINT} AS a, '' AS b, o.y AS y FROM outcome o",
-    "sampler": f"SELECT {_SAMPLER} AS a, '' AS b, o.y AS y FROM outcome o",
-    "scheduler": "SELECT kv.value AS a, '' AS b, o.y AS y FROM outcome o"
-    " JOIN kv ON kv.image_id = o.id AND kv.key = 'scheduler_norm'",
-    "cfg": f"SELECT {bin_case(_kv_number('cfg'), CFG_EDGES)} AS a, '' AS b, o.y AS y"
-    " FROM outcome o",
-    "steps": f"SELECT {bin_case(_kv_number('steps'), STEPS_EDGES)} AS a, '' AS b, o.y AS y"
-    " FROM outcome o",
-    "generator": "SELECT i.generator AS a, '' AS b, o.y AS y FROM outcome o"
-    " JOIN images i ON i.id = o.id",
-    # Pairs use LoRA names without weights: a weight bin would split pairs too thin to judge.
-    "token+lora": "SELECT t.norm_id AS a, r.name AS b, o.y AS y FROM outcome o"
-    " JOIN resources r ON r.image_id = o.id AND r.kind = 'lora'"
-    " JOIN token_rows t ON t.image_id = o.id AND t.side = 'pos' GROUP BY a, b, o.id",
-    "lora+checkpoint": f"SELECT r.name AS a, {_CHECKPOINT} AS b, o.y AS y FROM outcome o"
-    " JOIN resources r ON r.image_id = o.id AND r.kind = 'lora'",
-}
-
-_GROUPED = """
-WITH outcome(id, y) AS MATERIALIZED (
-    SELECT value ->> 0, value ->> 1 FROM json_each(:outcome))
-SELECT {label} || CASE WHEN b = '' THEN '' ELSE ' + ' || b END, COUNT(*), SUM(y), SUM(y * y)
-FROM ({rows})
-WHERE a IS NOT NULL AND a <> '' AND b IS NOT NULL
-GROUP BY a, b HAVING COUNT(*) >= :min_images
-"""
-# Token dimensions group the compact layout's integer text ids (migration 5) and look each
-# group's text up once: sorting a million integers instead of a million strings.
-_TOKEN_LABEL = "(SELECT text FROM token_texts WHERE id = a)"
-_LABELS = {"token": _TOKEN_LABEL, "token+lora": _TOKEN_LABEL}
+def _outcome_json(outcomes: pd.DataFrame) -> str:
+    # Ids as Python ints: in one float array 63-bit ids would lose their last digits.
+    return orjson.dumps(
+        list(zip(outcomes["image_id"].tolist(), outcomes["rating"].tolist(), strict=True))
+    ).decode("ascii")
 
 
 def value_sums(
     conn: sqlite3.Connection, dimension: str, outcomes: pd.DataFrame, min_images: int
 ) -> pd.DataFrame:
     """Per value of ``dimension`` seen on at least ``min_images`` of the ``outcomes`` images:
-    ``value``, ``images``, ``sum`` and ``sum_sq`` of their outcomes."""
-    if dimension not in _VALUE_ROWS:
+    ``value``, its parts ``first`` and ``second`` (a pair's; else the value and ''),
+    ``images``, ``sum`` and ``sum_sq`` of their outcomes."""
+    if dimension not in VALUE_ROWS:
         raise UsageError(f"--by takes one of {', '.join(DIMENSIONS)}, not {dimension!r}")
-    # Ids as Python ints: in one float array 63-bit ids would lose their last digits.
-    pairs = orjson.dumps(
-        list(zip(outcomes["image_id"].tolist(), outcomes["rating"].tolist(), strict=True))
-    ).decode("ascii")
+    if dimension in _COUNTED_IN_NUMPY:
+        pairs = list(zip(outcomes["image_id"].tolist(), outcomes["rating"].tolist(), strict=True))
+        return _sums_frame(_COUNTED_IN_NUMPY[dimension](conn, pairs, min_images))
     rows = conn.execute(
-        _GROUPED.format(rows=_VALUE_ROWS[dimension], label=_LABELS.get(dimension, "a")),
-        {"outcome": pairs, "min_images": max(min_images, 1)},
+        GROUPED.format(rows=VALUE_ROWS[dimension], label=LABELS.get(dimension, "a")),
+        {"outcome": _outcome_json(outcomes), "min_images": max(min_images, 1)},
     ).fetchall()
-    frame = pd.DataFrame(rows, columns=["value", "images", "sum", "sum_sq"])
-    return frame.astype({"value": "str", "images": "int64", "sum": "float64", "sum_sq": "float64"})
+    return _sums_frame(rows)
+
+
+# The token dimensions: see aimeta.pipelines.insight_tokens.
+_COUNTED_IN_NUMPY = {"token": token_sums, "token+lora": token_lora_sums}
+
+
+def _sums_frame(rows: Sequence[tuple[Any, ...]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["first", "second", "images", "sum", "sum_sq"])
+    frame = frame.astype(
+        {"first": "str", "second": "str", "images": "int64", "sum": "float64", "sum_sq": "float64"}
+    )
+    joined = np.where(frame["second"] == "", "", " + " + frame["second"])
+    frame.insert(0, "value", frame["first"] + joined)
+    return frame
 
 
 # --- statistics (pure functions over frames) ---------------------------------------------------
@@ -366,7 +312,7 @@ def ranked(frame: pd.DataFrame, dimension: str) -> pd.DataFrame:
     frame = frame.assign(dimension=dimension)
     return frame.sort_values(
         ["delta_low", "images", "value"], ascending=[False, False, True], kind="stable"
-    )[COLUMNS].reset_index(drop=True)
+    )[COLUMNS + PARTS].reset_index(drop=True)
 
 
 def insights(conn: sqlite3.Connection, query: InsightQuery) -> Insights:
@@ -377,7 +323,7 @@ def insights(conn: sqlite3.Connection, query: InsightQuery) -> Insights:
     """
     if not 0 < query.confidence < 1:
         raise UsageError(f"--confidence is a share between 0 and 1, not {query.confidence}")
-    unknown = [name for name in query.dimensions if name not in _VALUE_ROWS]
+    unknown = [name for name in query.dimensions if name not in VALUE_ROWS]
     if unknown:
         raise UsageError(f"--by takes one of {', '.join(DIMENSIONS)}, not {unknown[0]!r}")
     outcomes = selected_outcomes(conn, query)
@@ -392,7 +338,8 @@ def insights(conn: sqlite3.Connection, query: InsightQuery) -> Insights:
             continue
         scored = with_intervals(sums, total, total_sum, total_sum_sq, query.confidence)
         frames.append(ranked(scored, dimension))
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
+    empty = pd.DataFrame(columns=COLUMNS + PARTS)
+    rows = pd.concat(frames, ignore_index=True) if frames else empty
     return Insights(query.rating, total, total_sum / total, rows)
 
 

@@ -23,7 +23,7 @@ import orjson
 
 from aimeta import db
 from aimeta.errors import UsageError
-from aimeta.pipelines import wildcards
+from aimeta.pipelines import insight_sql, wildcards
 from aimeta.pipelines.search import SearchQuery, search_sql
 
 SORTS = ("newest", "oldest", "rating", "path", "random")
@@ -63,13 +63,17 @@ class LibraryQuery:
     """One request for a page: ``search`` filters (its limit is ignored), ``folder`` a path
     prefix, ``rated`` one of :data:`RATED` (None: no condition), ``sort`` one of :data:`SORTS`
     (``seed`` for random), ``limit`` images a page, ``cursor`` from the previous page.
-    ``not_models``/``not_loras`` exclude images made with them (the facets' alt-click)."""
+    ``not_models``/``not_loras`` exclude images made with them (the facets' alt-click).
+    ``values`` (``DIMENSION:VALUE``, as insights names them) and ``has_rating`` (a rating kind
+    of insights) keep the images an insights row counted."""
 
     search: SearchQuery = field(default_factory=SearchQuery)
     not_models: tuple[str, ...] = ()
     not_loras: tuple[str, ...] = ()
     folder: str | None = None
     rated: str | None = None
+    values: tuple[str, ...] = ()
+    has_rating: str | None = None
     sort: str = "newest"
     seed: int = 0
     limit: int = 100
@@ -145,7 +149,27 @@ def _conditions(query: LibraryQuery) -> tuple[list[str], dict[str, Any]]:
         raise UsageError(f"rated: use one of {', '.join(RATED)}")
     if rated[query.rated]:
         conditions.append(str(rated[query.rated]))
+    conditions += _insight_conditions(query, params)
     return conditions, params
+
+
+def _insight_conditions(query: LibraryQuery, params: dict[str, Any]) -> list[str]:
+    """The images of one insights row: its values (:mod:`insight_sql`'s own expressions) and
+    a rating of its kind (AI ratings by ``rating_model`` only, when it is given)."""
+    conditions = []
+    for index, named in enumerate(query.values):
+        dimension, sep, value = named.partition(":")
+        if not sep:
+            raise UsageError(
+                f"value: DIMENSION:VALUE (e.g. lora:add_detail @ (0.8, 1]), not {named!r}"
+            )
+        sql, values = insight_sql.value_ids_sql(dimension, value, f"value{index}")
+        params.update(values)
+        conditions.append(f"i.id IN ({sql})")
+    if query.has_rating:
+        conditions.append(f"i.id IN ({insight_sql.rated_ids_sql(query.has_rating)})")
+        params["model"] = query.search.rating_model
+    return conditions
 
 
 def _ids(filters: SearchQuery, params: dict[str, Any]) -> str:
@@ -493,10 +517,23 @@ _EXPORT_SQL = {
 def selection_ids(conn: sqlite3.Connection, query: LibraryQuery) -> list[int]:
     """Every image matching ``query``'s filters (at most :data:`COUNT_CAP`): "select all
     matching"."""
+    sql, params = matching_sql(query)
+    return [row[0] for row in _run(conn, f"{sql} LIMIT {COUNT_CAP}", params)]
+
+
+def matching_sql(query: LibraryQuery) -> tuple[str, dict[str, Any]]:
+    """A SELECT of the ids of every image matching ``query``'s filters, and its parameters
+    (the selection of the page's insights)."""
     conditions, params = _conditions(query)
     user = any("u." in condition for condition in conditions)
-    sql = f"SELECT i.id{_from(conditions, user=user)} LIMIT {COUNT_CAP}"
-    return [row[0] for row in _run(conn, sql, params)]
+    return f"SELECT i.id{_from(conditions, user=user)}", params
+
+
+def filtered(query: LibraryQuery) -> bool:
+    """True when ``query`` has any filter (sort, page and cursor are none)."""
+    bare = replace(query, search=replace(query.search, limit=0), sort="newest", seed=0,
+                   limit=100, cursor=None)  # fmt: skip
+    return bare != LibraryQuery(search=SearchQuery(limit=0))
 
 
 def export_lines(conn: sqlite3.Connection, ids: Sequence[int], what: str) -> list[str]:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aimeta import db
 from aimeta.errors import AimetaError, UsageError
-from aimeta.pipelines import library, rate
+from aimeta.pipelines import insight_sql, library, rate
 from aimeta.pipelines.search import SearchQuery
 from aimeta.pipelines.thumbs import Source, ThumbCache
 from aimeta.rating.sidecar import SidecarWriter
@@ -134,6 +134,7 @@ class Library:
 
 
 _Route = TypeVar("_Route", bound=Callable[..., Any])
+DIMENSION_NAMES = ", ".join(insight_sql.DIMENSIONS)
 
 
 class _Prefixed:
@@ -170,6 +171,14 @@ def library_query(
     rating_model: str | None = Query(None, max_length=200),
     folder: str | None = Query(None, max_length=4096, description="Path prefix."),
     rated: str | None = Query(None, description="any, ai, user or none"),
+    value: list[str] = Query(
+        [],
+        description="DIMENSION:VALUE as /api/insights names it (its rows' `filter`), e.g."
+        " `lora:add_detail @ (0.8, 1]` or `cfg:(6, 8]` (repeat: AND).",
+    ),
+    has_rating: str | None = Query(
+        None, description="Images with a rating of this insights kind: ai, user, pick or any."
+    ),
     sort: str = Query("newest", description="newest, oldest, rating, path or random"),
     sort_seed: int = Query(0, ge=0, le=2**31, description="The shuffle of sort=random."),
     limit: int = Query(100, ge=1, le=library.MAX_LIMIT),
@@ -185,7 +194,8 @@ def library_query(
             rating_model=rating_model or None, limit=0,
         ),
         not_models=tuple(not_model), not_loras=tuple(not_lora),
-        folder=folder or None, rated=rated or None, sort=sort, seed=sort_seed, limit=limit,
+        folder=folder or None, rated=rated or None, values=tuple(value),
+        has_rating=has_rating or None, sort=sort, seed=sort_seed, limit=limit,
         cursor=cursor or None,
     )  # fmt: skip
 
@@ -228,6 +238,38 @@ def add_routes(app: FastAPI, shared: Library) -> None:
     @api.get("/facets", summary="Top values with counts among the images matching the filters")
     def facets(query: library.LibraryQuery = Depends(library_query)) -> Response:
         return _answer(lambda: library.facets(shared.read(), query))
+
+    @api.get(
+        "/insights",
+        summary="Which values of a dimension go with good ratings among the filtered images",
+        description="Per value of each dimension (`by`), seen on at least `min_images` images"
+        " with a rating of kind `rating`: images, mean rating (keep rate for `pick`), delta ="
+        " mean minus the baseline of the selection, and its interval (`delta_low`,"
+        " `delta_high`), as `aimeta insights --json`; `filter` holds the `value` parameters of"
+        " /api/images that select the row's images (with `has_rating`). These are"
+        " associations in this library, not causes.",
+    )
+    def insights(
+        query: library.LibraryQuery = Depends(library_query),
+        by: list[str] = Query(["lora"], description="Dimensions (repeat): " + DIMENSION_NAMES),
+        rating: str = Query("ai", description="ai, user, pick or any"),
+        min_images: int = Query(20, ge=1, le=1_000_000),
+        confidence: float = Query(0.95, ge=0.5, le=0.999),
+        top: int = Query(0, ge=0, le=10_000, description="Best and worst N per dimension."),
+    ) -> Response:
+        def build() -> dict[str, Any]:
+            # Imported here: pandas is loaded only once someone asks for insights.
+            from aimeta.pipelines import insights as insights_pipeline
+
+            selection = library.matching_sql(query) if library.filtered(query) else None
+            asked = insights_pipeline.InsightQuery(
+                dimensions=tuple(by), rating=rating, min_images=min_images,
+                selection=selection, rating_model=query.search.rating_model,
+                confidence=confidence,
+            )  # fmt: skip
+            return insights_answer(insights_pipeline.insights(shared.read(), asked), top)
+
+        return _answer(build)
 
     @api.get("/images/{image_id}", summary="Everything stored about one image")
     def image(image_id: int, raw: bool = Query(False)) -> Response:
@@ -309,6 +351,27 @@ def add_rating_route(app: FastAPI, shared: Library, settings: Settings, jobs: Jo
         except JobRunning as exc:
             return _error(409, str(exc))
         return JSONResponse({**started, "folder": str(options.folder), "images": len(paths)})
+
+
+def insights_answer(result: Any, top: int) -> dict[str, Any]:
+    """The JSON of /api/insights: the baseline, the rows (best and worst ``top`` of each
+    dimension; 0: all) with the grid filter of each, and how many values each dimension has."""
+    from aimeta.pipelines.insights import COLUMNS
+
+    rows, values = [], {}
+    for dimension, frame in result.rows.groupby("dimension", sort=False):
+        values[str(dimension)] = len(frame)
+        if top and len(frame) > 2 * top:
+            frame = frame.iloc[list(range(top)) + list(range(len(frame) - top, len(frame)))]
+        for row in frame.to_dict("records"):
+            shown = {name: row[name] for name in COLUMNS}
+            parts = insight_sql.row_filter(str(dimension), row["first"], row["second"])
+            shown["filter"] = [f"{name}:{value}" for name, value in parts]
+            rows.append(shown)
+    measure = "keep rate" if result.rating == "pick" else "mean rating"
+    baseline = {"images": result.baseline_images, "mean": result.baseline_mean}
+    return {"rating": result.rating, "measure": measure, "baseline": baseline,
+            "values": values, "rows": rows}  # fmt: skip
 
 
 def selection_options(paths: list[Path]) -> rate.RateOptions:

@@ -85,7 +85,7 @@ function drawChips() {
     chip.type = "button";
     chip.className = "chip" + (f.param.startsWith("not_") ? " exclude" : "");
     chip.title = "Remove this filter";
-    chip.textContent = (f.label ? f.label + ": " : "") + f.value + " ✕";
+    chip.textContent = (f.text || (f.label ? f.label + ": " : "") + f.value) + " ✕";
     chip.addEventListener("click", () => {
       state.filters = state.filters.filter((other) => other !== f);
       refresh();
@@ -105,6 +105,7 @@ async function getJSON(url) {
 
 async function refresh() {
   drawChips();
+  document.dispatchEvent(new Event("filters-changed")); // the Insights view follows the filters
   state.generation += 1;
   state.items = [];
   state.next = null;
@@ -694,6 +695,7 @@ document.addEventListener("keydown", (event) => {
     return;
   }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (document.body.dataset.view === "insights") return; // the grid's keys act on the grid only
   const key = event.key;
   const detailOpen = state.open >= 0;
   if (key === "ArrowRight") move(1);
@@ -744,6 +746,10 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const [key, value] of new URLSearchParams(location.search)) {
     const known = Object.values(PREFIXES).find(([param]) => param === key);
     if (known && value) state.filters.push({ param: key, value, label: known[1] });
+    // The filters of an insights bar (see insights.js): value=DIMENSION:VALUE, has_rating=KIND.
+    if ((key === "value" || key === "has_rating") && value) {
+      state.filters.push({ param: key, value, label: key === "value" ? "" : "rated" });
+    }
   }
   refresh();
 });
