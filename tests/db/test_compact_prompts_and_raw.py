@@ -13,7 +13,7 @@ import pytest
 import old_databases
 from aimeta import db
 from aimeta.migrations import MIGRATIONS
-from aimeta.pipelines import ingest, library, relink, stats, wildcards
+from aimeta.pipelines import ingest, insight_sql, library, relink, stats, wildcards
 from aimeta.pipelines.search import SearchQuery, search
 
 WORDS = ("fox", "owl", "forest", "tokyo", "blurry", "watermark", "masterpiece", "neon", "lowres")
@@ -180,10 +180,15 @@ def test_every_query_of_kv_by_key_reads_the_index_without_the_prompts(
     search(conn, SearchQuery(seed="3141592653", sampler="euler a"))
     wildcards.kv_lines(conn, "sampler_norm", wildcards.LineFilter())
     conn.set_trace_callback(None)
-    by_key = [sql for sql in seen if "FROM kv WHERE key" in sql]
+    by_key: list[tuple[str, dict[str, str]]] = [
+        (sql, {}) for sql in seen if "FROM kv WHERE key" in sql
+    ]
     assert len(by_key) >= 4
-    for sql in by_key:
-        plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+    # The library's value=DIMENSION:VALUE filters (the Insights view's bars) read kv by key.
+    for dimension in ("checkpoint", "sampler", "scheduler", "cfg", "steps"):
+        by_key.append(insight_sql.value_ids_sql(dimension, "x", "v"))
+    for sql, params in by_key:
+        plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
         assert "idx_kv_key_value" in plan, (sql, plan)
         assert "SCAN kv" not in plan, (sql, plan)
     # The prompts are not in the index, and still listed whole.

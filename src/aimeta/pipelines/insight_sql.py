@@ -16,6 +16,7 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
+from aimeta import db
 from aimeta.errors import UsageError
 
 RATING_KINDS = ("ai", "user", "pick", "any")
@@ -139,19 +140,26 @@ def value_ids_sql(dimension: str, value: str, name: str) -> tuple[str, dict[str,
         candidates = (
             f"SELECT image_id AS id FROM resources WHERE kind = 'checkpoint' AND name {where}"
             f" UNION SELECT image_id FROM kv WHERE key = 'model' AND value {where}"
+            f" AND {db.PARAMETER_ROWS}"
         )
         return f"SELECT o.id FROM ({candidates}) o WHERE {CHECKPOINT} {where}", params
     if dimension == "sampler":
         candidates = (
             "SELECT image_id AS id FROM kv WHERE key IN ('sampler_norm', 'sampler')"
-            f" AND value {where}"
+            f" AND value {where} AND {db.PARAMETER_ROWS}"
         )
         return f"SELECT o.id FROM ({candidates}) o WHERE {SAMPLER} {where}", params
     if dimension == "scheduler":
-        return f"SELECT image_id FROM kv WHERE key = 'scheduler_norm' AND value {where}", params
+        return (
+            f"SELECT image_id FROM kv WHERE key = 'scheduler_norm' AND value {where}"
+            f" AND {db.PARAMETER_ROWS}",
+            params,
+        )
     if dimension in ("cfg", "steps"):
         binned = CFG_BIN if dimension == "cfg" else STEPS_BIN
-        candidates = f"SELECT image_id AS id FROM kv WHERE key = '{dimension}'"
+        candidates = (
+            f"SELECT image_id AS id FROM kv WHERE key = '{dimension}' AND {db.PARAMETER_ROWS}"
+        )
         return f"SELECT o.id FROM ({candidates}) o WHERE {binned} {where}", params
     if dimension == "generator":
         return f"SELECT id FROM images WHERE generator {where}", params
