@@ -103,13 +103,19 @@ def group_images(
 
 
 def batch_params(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, dict[str, str]]:
-    wanted = set(ids)
-    marks = ",".join("?" * len(groups.BATCH_KEYS))
+    # Read image by image through kv's primary key (image_id, key): reading the keys for the
+    # whole library instead costs the library's size, not the culled folder's.
+    keys = ",".join("?" * len(groups.BATCH_KEYS))
+    ids = list(ids)
     params: dict[int, dict[str, str]] = {}
-    for ident, key, value in conn.execute(
-        f"SELECT image_id, key, value FROM kv WHERE key IN ({marks})", groups.BATCH_KEYS
-    ):
-        if ident in wanted:
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows = conn.execute(
+            f"SELECT image_id, key, value FROM kv WHERE image_id IN ({','.join('?' * len(chunk))})"
+            f" AND key IN ({keys})",
+            [*chunk, *groups.BATCH_KEYS],
+        )
+        for ident, key, value in rows:
             params.setdefault(ident, {})[key] = value or ""
     return params
 
