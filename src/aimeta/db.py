@@ -243,6 +243,10 @@ DEFERRABLE_INDEX_SQL = {
     " image_id)\n    WHERE key = 'model'",
 }
 DEFERRABLE_INDEXES = tuple(DEFERRABLE_INDEX_SQL)
+# Migration 5's fixed planner statistics for a deferrable index (table, stat). DROP INDEX
+# deletes the index's sqlite_stat1 row, and without it the README's top-tokens query sorts
+# every token row's text (1,000,000 images: seconds); the rebuild writes the row back.
+DEFERRABLE_INDEX_STATS = {"idx_tokens_norm": ("token_rows", "1000000 1000 500 1")}
 # idx_kv_key_value (kv by key and value) leaves out the prompts (migration 6). SQLite uses a
 # partial index only when the query's WHERE contains the index's condition as written, so a
 # query that finds kv rows by key (and value) without an image id ANDs this in; without it
@@ -311,11 +315,20 @@ def _restore_deferred_indexes(conn: sqlite3.Connection) -> None:
     missing = set(DEFERRABLE_INDEXES) - set(_present_deferrable_indexes(conn))
     if not missing:
         return
+    has_stats = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'"
+    ).fetchone()
     with transaction(conn):
         for name in DEFERRABLE_INDEXES:
             if name in missing:
                 sql = DEFERRABLE_INDEX_SQL[name]
                 conn.execute(sql.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
+                if has_stats and name in DEFERRABLE_INDEX_STATS:
+                    table, stat = DEFERRABLE_INDEX_STATS[name]
+                    conn.execute("DELETE FROM sqlite_stat1 WHERE idx = ?", (name,))
+                    conn.execute("INSERT INTO sqlite_stat1 VALUES (?, ?, ?)", (table, name, stat))
+    if has_stats:
+        conn.execute("ANALYZE sqlite_schema")  # this connection's planner reads them again
 
 
 def _translate(exc: sqlite3.DatabaseError, path: Path | None) -> DatabaseError:

@@ -114,10 +114,15 @@ def test_the_documented_top_tokens_query_groups_in_text_order(tmp_path: Path) ->
     counted through idx_tokens_norm, rather than every row's text sorted."""
     sql = "SELECT t_norm FROM tokens WHERE side='pos' GROUP BY t_norm ORDER BY COUNT(*) DESC"
     conn = db.connect(tmp_path / "a.db")
-    # Also after a bulk load, whose DROP INDEX takes that index's statistics row along.
+    statistics = "SELECT tbl, idx, stat FROM sqlite_stat1 ORDER BY 1, 2"
+    recorded = conn.execute(statistics).fetchall()
+    assert ("token_rows", "idx_tokens_norm", "1000000 1000 500 1") in recorded
+    # Also after a bulk load, whose DROP INDEX takes that index's statistics row along: the
+    # rebuild writes it back.
     for bulk_loads in (0, 1):
         with db.deferred_indexes(conn, enabled=bool(bulk_loads)):
             pass
+        assert conn.execute(statistics).fetchall() == recorded
         conn.close()
         conn = db.connect(tmp_path / "a.db")
         plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
