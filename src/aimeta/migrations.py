@@ -406,6 +406,14 @@ def _compress_raw(conn: sqlite3.Connection, batch: int = 2000) -> None:
         last = rows[-1][0]
 
 
+def index_image_sizes(conn: sqlite3.Connection) -> None:
+    """Migration 7: an index on ``images(size)``. Every `aimeta all` asks which of its new
+    files have the size of a stored image (the first test of a moved file, before any
+    hashing); without the index each such query read the whole images table (1,000,000
+    images: 0.8 s a run, whatever the run's size). About 15 bytes per image."""
+    conn.execute("CREATE INDEX IF NOT EXISTS idx_images_size ON images(size)")
+
+
 # Numbers are unique and increasing (the runner accepts gaps); each database records the
 # numbers it applied.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -415,6 +423,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "add_cull_tables", add_cull_tables),
     Migration(5, "compact_tokens", compact_tokens, rewrites_table=True),
     Migration(6, "compact_prompts_and_raw", compact_prompts_and_raw, rewrites_table=True),
+    Migration(7, "index_image_sizes", index_image_sizes),
 )
 
 

@@ -12,6 +12,7 @@ import old_databases
 from aimeta import db
 from aimeta.errors import DatabaseError, DatabaseTooNew
 from aimeta.migrations import MIGRATIONS, Migration, table_api
+from aimeta.pipelines import relink
 
 LATEST = MIGRATIONS[-1].number
 
@@ -123,3 +124,21 @@ def test_a_step_of_the_same_number_but_another_name_is_reported(tmp_path: Path) 
     info = db.schema_info(path, migration_list=(*MIGRATIONS, renamed))
     assert info.newer and "'add_note_to_ratings'" in info.newer
     assert info.pending == []
+
+
+def test_the_size_lookup_of_new_files_reads_an_index_after_migration_7(tmp_path: Path) -> None:
+    """Each `aimeta all` asks which new files have the size of a stored image (a moved file's
+    first test); from migration 7 on that is an index look-up, not a read of every image."""
+    path = tmp_path / "images.db"
+    database_at(path, MIGRATIONS[:6])
+    conn = db.connect(path)
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    sizes = relink._stored(conn, "size", "size", [1, 2, 3])
+    conn.set_trace_callback(None)
+    assert isinstance(sizes, list)
+    (query,) = [sql for sql in seen if "FROM images WHERE size IN" in sql]
+    plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
+    assert "idx_images_size" in plan, plan
+    assert "SCAN images" not in plan, plan
+    conn.close()
