@@ -3,6 +3,7 @@ runs they are byte for byte what a whole export of the database writes."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -122,6 +123,26 @@ def test_watch_batches_leave_their_changes_pending_for_the_next_run(tmp_path: Pa
     nothing_new = run_all(folder, out)
     assert nothing_new.export_how == "merged"
     assert_current(out, tmp_path)
+
+
+def test_all_no_export_leaves_the_files_and_the_next_run_merges(tmp_path: Path) -> None:
+    folder, out = tmp_path / "Input", tmp_path / "out"
+    picture(folder / "a.png", 1)
+    runner = CliRunner()
+    command = ["all", str(folder), "--out-dir", str(out), "--jobs", "1", "--json"]
+    assert runner.invoke(app, command).exit_code == 0
+    before = exported(out)
+    picture(folder / "b.png", 2)
+    skipped = runner.invoke(app, [*command, "--no-export"])
+    assert skipped.exit_code == 0, skipped.output
+    report = json.loads(skipped.stdout)
+    assert (report["stored"], report["exports"]) == (1, "pending")
+    assert report["summary"]["images"] == 2  # the summary still counts the database
+    assert exported(out) == before
+    merged = runner.invoke(app, command)
+    assert json.loads(merged.stdout)["exports"] == "merged"
+    assert_current(out, tmp_path)
+    assert exported(out) != before
 
 
 @pytest.mark.parametrize(

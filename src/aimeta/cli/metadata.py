@@ -152,6 +152,14 @@ def all_command(
     reader: str = setting_option("reader", "--reader"),
     exiftool: str = setting_option("exiftool", "--exiftool"),
     jobs: int = JOBS_OPTION,
+    export_files: bool = typer.Option(
+        True,
+        "--export/--no-export",
+        help="Bring records.jsonl and records.csv up to date. --no-export leaves them as"
+        " they are and remembers what changed: the next run that exports merges it in"
+        " (at 1,000,000 images merging costs ~9 s a run, so large libraries adding a few"
+        " files at a time may export once at the end).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or summary."),
     as_json: bool = typer.Option(
         False, "--json", help="Print the result as one JSON object on stdout (for scripts)."
@@ -163,13 +171,20 @@ def all_command(
     OUT_DIR/records.csv, then prints what the database now holds.
 
     Example: aimeta all Input/
+
+    Example: aimeta all --no-export Input/  (the next aimeta all merges into records.*)
     """
     config = settings.resolve(
         {"out_dir": out_dir, "reader": reader, "exiftool": exiftool, "jobs": jobs}
     )
     with progress_events(quiet) as on_event:
         result = all_pipeline.run(
-            inputs, config, recursive=recursive, force=force, on_event=on_event
+            inputs,
+            config,
+            recursive=recursive,
+            force=force,
+            export_files=export_files,
+            on_event=on_event,
         )
     # ingest records dump's failures in the database again: count each file once.
     failures = list(dict(result.dump.failures + result.ingest.failures).items())
@@ -181,7 +196,7 @@ def all_command(
             "stored": result.ingest.stored,
             "relinked": result.relinked.images,
             "missing": result.missing.marked,
-            "exports": result.export_how,
+            "exports": result.export_how or "pending",
             "failed": [{"path": path, "reason": reason} for path, reason in failures],
             "seconds": round(result.dump.seconds + result.ingest.seconds, 3),
             "database": str(result.db_path),

@@ -174,7 +174,7 @@ def store_files(
     found = [FoundFile(path, root) for path in paths if (root := root_of(path, folders))]
     plan = dump.plan_files(found, folders, settings.raw_jsonl, relink=True)
     roots = list(folders) if deleted else []
-    return all_pipeline.store(plan, settings, roots, export_files=False)
+    return all_pipeline.store(plan, settings, roots, export_files=False, summarize=False)
 
 
 def expand(path: Path, skip: frozenset[str] = frozenset()) -> list[Path]:
