@@ -4,6 +4,7 @@ parameters and capture times, the AI's ratings and the user's; and the dry run."
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,20 +104,17 @@ def group_images(
 
 
 def batch_params(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, dict[str, str]]:
-    # Read image by image through kv's primary key (image_id, key): reading the keys for the
-    # whole library instead costs the library's size, not the culled folder's.
+    # Image by image through kv's primary key (image_id, key), the ids as one JSON list as
+    # export does: reading these keys for the whole library cost the library's size.
     keys = ",".join("?" * len(groups.BATCH_KEYS))
-    ids = list(ids)
     params: dict[int, dict[str, str]] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        rows = conn.execute(
-            f"SELECT image_id, key, value FROM kv WHERE image_id IN ({','.join('?' * len(chunk))})"
-            f" AND key IN ({keys})",
-            [*chunk, *groups.BATCH_KEYS],
-        )
-        for ident, key, value in rows:
-            params.setdefault(ident, {})[key] = value or ""
+    rows = conn.execute(
+        "SELECT image_id, key, value FROM kv"
+        f" WHERE image_id IN (SELECT value FROM json_each(?)) AND key IN ({keys})",
+        [json.dumps(list(ids)), *groups.BATCH_KEYS],
+    )
+    for ident, key, value in rows:
+        params.setdefault(ident, {})[key] = value or ""
     return params
 
 
