@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import os
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
@@ -90,3 +92,29 @@ def test_aimeta_thumbs_fills_the_cache(tmp_path: Path) -> None:
     with sqlite3.connect(cache_path(made.database)) as conn:
         rows = conn.execute("SELECT size, count(*) FROM thumbs GROUP BY size").fetchall()
     assert rows == [(128, 4)]
+
+
+def test_many_threads_opening_a_new_cache_at_once_all_get_thumbnails(tmp_path: Path) -> None:
+    """The page's first screen asks for dozens of thumbnails together, each on a server thread
+    with its own connection to a cache file that does not exist yet; switching a new file to
+    WAL can be refused at once ("database is locked") while another connection sets it up."""
+    photo = rotated_jpeg(tmp_path / "turned.jpg")
+    database = tmp_path / "images.db"
+    for round_ in range(60):
+        cache_path(database).unlink(missing_ok=True)
+        start = threading.Barrier(12)
+
+        def one(n: int, start: threading.Barrier = start) -> bytes:
+            start.wait()
+            cache = ThumbCache(database)  # a cache each: the worst case, as separate processes
+            try:
+                return cache.get(Source(n, photo), 128)
+            finally:
+                cache.close()
+
+        with ThreadPoolExecutor(12) as pool:
+            thumbs = list(pool.map(one, range(12)))
+        assert all(t[:2] == b"\xff\xd8" for t in thumbs), round_
+        with sqlite3.connect(cache_path(database)) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("SELECT count(*) FROM thumbs").fetchone()[0] == 12

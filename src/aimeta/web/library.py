@@ -104,7 +104,9 @@ class Library:
 
     def thumbs(self) -> ThumbCache:
         if self._thumbs is None:
-            self._thumbs = ThumbCache(self.database)
+            with self._write_lock:  # one cache, however many thumbnails the first page asks
+                if self._thumbs is None:
+                    self._thumbs = ThumbCache(self.database)
         return self._thumbs
 
     def rate(self, ident: int, path: Path, stars: int | None, pick: int | None) -> dict[str, Any]:
