@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -127,6 +128,26 @@ def schema_info(
     )
 
 
+def use_wal(conn: sqlite3.Connection) -> None:
+    """Put a database file in WAL mode unless it already is (the mode is kept in the file).
+
+    Switching needs the file to itself, and SQLite can answer "database is locked" to the
+    switch at once, without calling the busy handler, while another connection is opening the
+    same new file (the library page's first thumbnails arrive together on several threads; two
+    `aimeta` commands may start on one new database). So the mode is read first, and a refused
+    switch is tried again for a few seconds."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 # One query tells whether an open needs any work: the schema number, and how many of the
 # indexes a bulk load drops are there (see deferred_indexes).
 _QUICK_CHECK = (
@@ -156,7 +177,7 @@ def _open_current(
             # Read-only, before any pragma writes: a newer database is refused untouched.
             migrations.pending(migrations.read_state(conn), migration_list)
         if str(path) != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
+            use_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         result = UpgradeResult(version, latest)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import sqlite3
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +110,7 @@ class ThumbCache:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            _use_wal(conn)
+            db.use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             self._local.conn = conn
         return conn
@@ -141,25 +140,6 @@ class ThumbCache:
         if conn is not None:
             conn.close()
             self._local.conn = None
-
-
-def _use_wal(conn: sqlite3.Connection) -> None:
-    """Put the cache in WAL mode unless it already is (the mode is kept in the file).
-
-    Switching needs the file to itself, and SQLite can answer "database is locked" to the
-    switch at once, without waiting, while another connection is opening the same new file:
-    the page's first thumbnails arrive together on several threads. So the mode is read first,
-    and a failed switch is tried again for a few seconds."""
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 @dataclass
