@@ -139,7 +139,21 @@ def fill_images(conn: sqlite3.Connection, infotexts: dict[str, str]) -> None:
     )
     if before_raw_zlib:
         conn.execute("ALTER TABLE images ADD COLUMN raw_zlib BLOB")
+    # Before migration 8 there was no id counter (ids were hashes of the keys): the table
+    # exists while store_batch writes, as raw_zlib does.
+    before_id_seq = not conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE name = 'image_id_seq'"
+    ).fetchone()
+    if before_id_seq:
+        conn.execute("CREATE TABLE image_id_seq (last INTEGER NOT NULL)")
+        conn.execute("INSERT INTO image_id_seq SELECT COALESCE(MAX(id), 0) FROM images")
     db.store_batch(conn, batch)
+    if before_id_seq:
+        conn.execute("DROP TABLE image_id_seq")
+    # The rows were built under provisional ids; the tokens go in under the stored ones.
+    stored = dict(conn.execute("SELECT key, id FROM images"))
+    real = {rows.ident: stored[rows.image[1]] for rows in batch}
+    tokens = [(real[row[0]], *row[1:]) for row in tokens]
     if before_raw_zlib:
         conn.create_function("raw_text", 2, db.raw_text, deterministic=True)
         conn.execute("UPDATE images SET raw_json = raw_text(raw_json, raw_zlib)")

@@ -11,8 +11,9 @@ work with ``transaction`` so a killed run loses at most the current batch.
 How an image is identified (the rows of every per-image table follow from this):
 
 - ``images.id``: what every per-image row references (kv, tokens, resources, ``ratings.image_id``,
-  ``user_ratings``, ``cull_decisions``). Set once, when the image is first stored, to
-  :func:`image_id` of its key, and never changed afterwards, even when the key changes.
+  ``user_ratings``, ``cull_decisions``). Set once, when the image is first stored: one past
+  the largest id given before (migration 8; databases from before it keep their images'
+  hashed ids), and never changed afterwards, even when the key changes.
 - ``images.key``: the scanned folder's name and the path below it (``Input/sub/a.png``), unique.
   A new read of a file finds its row by key (:func:`store_batch`), so a file read again under
   the same key replaces its rows in place.
@@ -31,6 +32,7 @@ How an image is identified (the rows of every per-image table follow from this):
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import time
 import zlib
@@ -363,9 +365,10 @@ def _translate(exc: sqlite3.DatabaseError, path: Path | None) -> DatabaseError:
 
 
 def image_id(key: str) -> int:
-    """The id a new image gets: a stable 63-bit hash of its key (the scanned folder's name and
-    its path below it). An image keeps the id it was first stored under when its key changes
-    (re-linked by content); so look an image up by ``images.key``, never by hashing a key."""
+    """A stable 63-bit hash of ``key``: the provisional id of the rows :func:`image_rows`
+    builds (in a worker, before the database is asked), replaced by the image's real id when
+    they are stored (:func:`store_batch`; ids given before migration 8 were this hash). Look an
+    image up by ``images.key``, never by hashing a key."""
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1
 
@@ -473,10 +476,9 @@ def store_image(
     record: Record | None,
     tokens: Sequence[tuple[str, Token]] = (),
 ) -> int:
-    """Replace everything stored for one image (inside the caller's transaction)."""
-    rows = image_rows(image, record, tokens)
-    store_batch(conn, [rows])
-    return rows.ident
+    """Replace everything stored for one image (inside the caller's transaction); its id."""
+    (ident,) = store_batch(conn, [image_rows(image, record, tokens)])
+    return ident
 
 
 _INSERT_IMAGE = """INSERT INTO images (id, key, path, root, file_name, ext, size, mtime_ns,
@@ -498,11 +500,13 @@ _INSERT_RESOURCE = (
 )
 
 
-def store_batch(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> None:
+def store_batch(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> list[int]:
     """Replace everything stored for each image of ``batch`` (inside the caller's
-    transaction): one statement per table for the whole batch. When an image appears twice,
-    the later rows win, as if they had been stored one after the other."""
+    transaction): one statement per table for the whole batch; the id each image has in the
+    database, in the batch's order. When an image appears twice, the later rows win, as if
+    they had been stored one after the other."""
     batch, seen_before = _adopt_stored_ids(conn, batch)
+    given = [rows.ident for rows in batch]
     latest = {rows.ident: rows for rows in batch}
     # In id order every table's rows land left to right in its B-tree (~10 % faster than the
     # random order of hashed ids).
@@ -527,6 +531,7 @@ def store_batch(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> None:
     )
     _store_tokens(conn, [row for rows in batch for row in rows.tokens])
     conn.executemany(_INSERT_RESOURCE, [row for rows in batch for row in rows.resources])
+    return given
 
 
 def drop_prompt_index_rows(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
@@ -594,40 +599,46 @@ def _text_ids(conn: sqlite3.Connection, texts: list[str]) -> dict[str, int]:
 def _adopt_stored_ids(
     conn: sqlite3.Connection, batch: Sequence[ImageRows]
 ) -> tuple[list[ImageRows], list[int]]:
-    """``batch`` with each image's rows under the id stored for its key, and the ids already
-    stored. Looked up by key, not by the id the key hashes to: an image re-linked by content
-    (its folder renamed) keeps the id it had under its first key (see the module docstring)."""
-    keys = list({rows.image[1] for rows in batch})
+    """``batch`` with each image's rows under the id stored for its key, or a new id for a new
+    key; and the ids already stored. Looked up by key: an image re-linked by content (its
+    folder renamed) keeps the id it had under its first key (see the module docstring)."""
+    keys = list(dict.fromkeys(rows.image[1] for rows in batch))  # in order, once each
     stored: dict[str, int] = {}
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
         marks = ",".join("?" * len(chunk))
         stored.update(conn.execute(f"SELECT key, id FROM images WHERE key IN ({marks})", chunk))
-    taken = _ids_taken_by_other_keys(conn, [r for r in batch if r.image[1] not in stored])
+    new_keys = [key for key in keys if key not in stored]
+    given = dict(zip(new_keys, _new_ids(conn, len(new_keys)), strict=True))
     adopted = []
     for rows in batch:
         key = rows.image[1]
-        if key in stored:
-            ident = stored[key]
-        elif rows.ident in taken:
-            # The id its key hashes to belongs to an image re-linked away from that key (a
-            # new file where a renamed folder's file was): the new image gets another one.
-            ident = _free_id(conn, key, taken)
-        else:
-            ident = rows.ident
+        ident = stored[key] if key in stored else given[key]
         adopted.append(rows if ident == rows.ident else _with_id(rows, ident))
     return adopted, sorted(set(stored.values()))
 
 
-def _ids_taken_by_other_keys(conn: sqlite3.Connection, batch: Sequence[ImageRows]) -> set[int]:
-    taken: set[int] = set()
-    for start in range(0, len(batch), 500):
-        chunk = [rows.ident for rows in batch[start : start + 500]]
-        marks = ",".join("?" * len(chunk))
-        taken.update(
-            row[0] for row in conn.execute(f"SELECT id FROM images WHERE id IN ({marks})", chunk)
-        )
-    return taken
+def _new_ids(conn: sqlite3.Connection, count: int) -> list[int]:
+    """``count`` ids for new images (inside the caller's transaction): one past the largest
+    id ever given, counting up (migration 8 says why), recorded as taken. Only past SQLite's
+    largest integer (a database of hashed ids from before migration 8 may start near it) is
+    a new id the hash of a random text, checked to be free."""
+    if count == 0:
+        return []
+    last = conn.execute(_LAST_ID).fetchone()[0]
+    if last + count > _LARGEST_ID:
+        taken: set[int] = set()
+        return [_free_id(conn, os.urandom(16).hex(), taken) for _ in range(count)]
+    conn.execute("UPDATE image_id_seq SET last = ?", (last + count,))
+    return list(range(last + 1, last + count + 1))
+
+
+# The largest id given so far: the counter, or a larger id some other writer stored.
+_LAST_ID = (
+    "SELECT MAX(COALESCE((SELECT MAX(last) FROM image_id_seq), 0),"
+    " COALESCE((SELECT MAX(id) FROM images), 0))"
+)
+_LARGEST_ID = 2**63 - 1
 
 
 def _free_id(conn: sqlite3.Connection, key: str, taken: set[int]) -> int:

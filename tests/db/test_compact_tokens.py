@@ -79,7 +79,7 @@ def test_plain_sql_writes_the_view(tmp_path: Path) -> None:
     conn = db.connect(tmp_path / "a.db")
     with db.transaction(conn):
         db.store_batch(conn, [rows_for("a.png", "sky")])
-    ident = db.image_id("a.png")
+    (ident,) = conn.execute("SELECT id FROM images WHERE key = 'a.png'").fetchone()
     conn.execute(
         "INSERT INTO tokens (image_id, side, position, t_raw, t_norm) VALUES (?, 'neg', 0,"
         " '(Blurry:1.3)', 'blurry')",

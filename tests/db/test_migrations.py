@@ -142,3 +142,57 @@ def test_the_size_lookup_of_new_files_reads_an_index_after_migration_7(tmp_path:
     assert "idx_images_size" in plan, plan
     assert "SCAN images" not in plan, plan
     conn.close()
+
+
+def _store_new(conn: sqlite3.Connection, keys: list[str]) -> dict[str, int]:
+    with db.transaction(conn):
+        old_databases.fill_images(conn, {key: f"a {key}, b\nSteps: 20" for key in keys})
+    marks = ",".join("?" * len(keys))
+    return dict(conn.execute(f"SELECT key, id FROM images WHERE key IN ({marks})", keys))
+
+
+def test_after_migration_8_new_images_count_up_from_the_largest_id_never_reusing_one(
+    tmp_path: Path,
+) -> None:
+    """Before migration 8 an image's id was the 63-bit hash of its key; a database from then
+    keeps those ids, and its new images count up from the largest (rows at the end of every
+    index instead of scattered over them). A pruned image's id is not given again."""
+    path = tmp_path / "images.db"
+    database_at(path, MIGRATIONS[:7])
+    conn = sqlite3.connect(path)
+    hashed = db.image_id("Input/from-0.1.0.png")  # as a 0.1.0 writer numbered it
+    conn.execute(
+        "INSERT INTO images (id, key, path, file_name, generator) VALUES (?,"
+        " 'Input/from-0.1.0.png', '/photos/Input/from-0.1.0.png', 'from-0.1.0.png', 'none')",
+        (hashed,),
+    )
+    conn.commit()
+    conn.close()
+    conn = db.connect(path)  # every row kept: the parametrised test above, from step 7
+    largest = conn.execute("SELECT MAX(id) FROM images").fetchone()[0]
+    assert largest >= hashed
+    assert conn.execute("SELECT last FROM image_id_seq").fetchall() == [(largest,)]
+    added = _store_new(conn, ["Input/new-1.png", "Input/new-2.png"])
+    assert sorted(added.values()) == [largest + 1, largest + 2]
+    # Stored again: same id. Pruned, then a new image: the next number, not the pruned one.
+    assert _store_new(conn, ["Input/new-2.png"]) == {"Input/new-2.png": largest + 2}
+    conn.execute("UPDATE images SET missing_since = '2026-01-01' WHERE id = ?", (largest + 2,))
+    assert relink.prune(conn) == ["/photos/Input/new-2.png"]
+    assert _store_new(conn, ["Input/new-3.png"]) == {"Input/new-3.png": largest + 3}
+    conn.close()
+
+
+def test_a_fresh_database_numbers_its_images_from_one_and_never_overflows(tmp_path: Path) -> None:
+    conn = db.connect(tmp_path / "images.db")
+    assert sorted(_store_new(conn, ["In/a.png", "In/b.png", "In/c.png"]).values()) == [1, 2, 3]
+    # An id at SQLite's largest integer (written by hand or by another tool): new images get
+    # free hashed ids instead of overflowing.
+    conn.execute(
+        "INSERT INTO images (id, key, path, file_name, generator) VALUES (?, 'In/top.png',"
+        " '/in/top.png', 'top.png', 'none')",
+        (2**63 - 1,),
+    )
+    ids = _store_new(conn, ["In/d.png", "In/e.png"])
+    assert len(set(ids.values())) == 2
+    assert all(3 < ident < 2**63 - 1 for ident in ids.values())
+    conn.close()

@@ -44,10 +44,15 @@ _AI_RATED_WHERE = "i.path IN (SELECT r.path FROM ratings r WHERE {condition})"
 # The best AI rating of every rated image, to join on ``b.path = i.path``.
 _BEST_BY_IMAGE = "(SELECT r.path AS path, MAX(r.overall) AS best FROM ratings r GROUP BY r.path)"
 _BEST_AI = f"(SELECT MAX(r.overall) FROM ratings r WHERE {AI_RATING_OF_IMAGE})"
-# A seeded shuffle: multiplying by a seed-chosen factor modulo a prime permutes the ids (a new
-# seed, a new order); ids are 63-bit, so they are folded below 2^31 first and the factor kept
-# below 2^31 (no overflow to REAL).
-_RANDOM_KEY = "(((i.id % 2147483629) * (1000003 + :seed % 1073741789) + :seed) % 2147483629)"
+# A seeded shuffle in SQL arithmetic (no Python function per row): multiply by a seed-chosen
+# factor modulo a prime below 2^31, mix the high bits into the low ones, multiply again. The
+# products stay below 2^62 (no overflow to REAL). The middle step matters since migration 8
+# numbers images 1, 2, 3...: a product alone keeps small ids in order until it wraps around
+# the prime. SQLite has no XOR: a ^ b = (a | b) - (a & b).
+_PRIME = 2147483629
+_SCRAMBLED = f"(((i.id % {_PRIME}) * (1000003 + :seed % 1073741789) + :seed) % {_PRIME})"
+_MIXED = f"(({_SCRAMBLED} | ({_SCRAMBLED} >> 16)) - ({_SCRAMBLED} & ({_SCRAMBLED} >> 16)))"
+_RANDOM_KEY = f"(({_MIXED} * 1597334677 + :seed) % {_PRIME})"
 # sort name -> (key expression, descending)
 _SORT_KEYS: dict[str, tuple[str, bool]] = {
     "newest": ("i.mtime_ns", True),
