@@ -343,12 +343,22 @@ def add_rows(path: Path, images: int, count: int, peak: PhasePeak) -> list[Row]:
     ]
 
 
-def run_all(corpus: Path, out_dir: Path) -> float:
-    """Seconds of `aimeta all CORPUS --out-dir OUT_DIR` in a child process (reading the files,
-    storing them, resolving, exporting: everything a user's run does)."""
+def run_all(corpus: Path, out_dir: Path, *flags: str) -> float:
+    """Seconds of `aimeta all CORPUS --out-dir OUT_DIR [FLAGS]` in a child process (reading
+    the files, storing them, resolving, exporting: everything a user's run does)."""
     started = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "aimeta", "all", str(corpus), "--out-dir", str(out_dir), "-q"],
+        [
+            sys.executable,
+            "-m",
+            "aimeta",
+            "all",
+            str(corpus),
+            "--out-dir",
+            str(out_dir),
+            "-q",
+            *flags,
+        ],
         check=True,
         cwd=out_dir,  # no stray aimeta.toml read
         env=plain_environment(),
@@ -358,32 +368,38 @@ def run_all(corpus: Path, out_dir: Path) -> float:
 
 def add_files_rows(path: Path, images: int, files: int) -> list[Row]:
     """`aimeta all` on a new bench/make_corpus.py folder of ``files`` files into the folder of
-    ``path`` (so into the big database) and into an empty folder. The corpus is seeded by the
-    database's size, so that a second --reuse run reads new files (the same files again would
-    be re-linked by content, not added)."""
-    scratch = Path(tempfile.mkdtemp(prefix="aimeta-scale-files-"))
-    try:
-        corpus = scratch / "corpus"
-        subprocess.run(
-            [sys.executable, str(Path(__file__).with_name("make_corpus.py")), str(files),
-             str(corpus), "--seed", str(images)],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        big_s = run_all(corpus, path.parent)
-        (scratch / "empty").mkdir()
-        empty_s = run_all(corpus, scratch / "empty")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return [
-        (
-            f"`aimeta all` of {files:,} new files (bench/make_corpus.py) into the"
-            f" {images:,}-image database",
-            f"{big_s:.2f} s",
-        ),
-        (f"`aimeta all` of the same {files:,} files into an empty folder", f"{empty_s:.2f} s"),
-        ("ratio (target ≤ 2)", f"{big_s / empty_s:.1f}"),
-    ]
+    ``path`` (so into the big database) and into an empty folder; then the same with
+    --no-export on another new folder (the database's share of the work: a merge of the
+    exports copies every line of records.*). The corpora are seeded by the database's size,
+    so that a second --reuse run reads new files (the same files again would be re-linked by
+    content, not added)."""
+    rows: list[Row] = []
+    for seed, flags in ((images, ()), (images + 1, ("--no-export",))):
+        scratch = Path(tempfile.mkdtemp(prefix="aimeta-scale-files-"))
+        try:
+            corpus = scratch / "corpus"
+            subprocess.run(
+                [sys.executable, str(Path(__file__).with_name("make_corpus.py")), str(files),
+                 str(corpus), "--seed", str(seed)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            big_s = run_all(corpus, path.parent, *flags)
+            (scratch / "empty").mkdir()
+            empty_s = run_all(corpus, scratch / "empty", *flags)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        named = " ".join(("`aimeta all", *flags)) + "`"
+        rows += [
+            (
+                f"{named} of {files:,} new files (bench/make_corpus.py) into the"
+                f" {images:,}-image database",
+                f"{big_s:.2f} s",
+            ),
+            (f"{named} of the same {files:,} files into an empty folder", f"{empty_s:.2f} s"),
+            ("ratio (target ≤ 2)", f"{big_s / empty_s:.1f}"),
+        ]
+    return rows
 
 
 def rescan_module() -> ModuleType | None:

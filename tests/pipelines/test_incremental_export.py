@@ -306,3 +306,83 @@ def test_too_many_pending_changes_drop_the_state(
     assert not export_state.state_path(out / "images.db").exists()  # two: dropped
     assert run_all(folder, out).export_how == "written"
     assert_current(out, tmp_path)
+
+
+# --- appending: new images whose paths sort after every line ------------------------------
+
+
+def inodes(out: Path) -> list[int]:
+    return [os.stat(out / name).st_ino for name in ("records.jsonl", "records.csv")]
+
+
+def test_new_images_after_the_last_line_are_appended_and_others_merged(tmp_path: Path) -> None:
+    """A generator's next files (later names) are appended in place: the same files, grown;
+    anything else (a file that sorts earlier, a changed one) goes through the whole merge,
+    which writes new files. Either way the result is byte for byte a whole export."""
+    folder, out = tmp_path / "Input", tmp_path / "out"
+    for number in range(3):
+        picture(folder / "2026-12-01" / f"{number:05d}.png", number)
+    assert run_all(folder, out).export_how == "written"
+    before = inodes(out)
+    size = (out / "records.jsonl").stat().st_size
+
+    for number in range(3, 6):
+        picture(folder / "2026-12-02" / f"{number:05d}.png", number)
+    appended = run_all(folder, out)
+    assert (appended.ingest.stored, appended.export_how) == (3, "merged")
+    assert inodes(out) == before and (out / "records.jsonl").stat().st_size > size
+    assert_current(out, tmp_path)
+
+    picture(folder / "2026-11-30" / "00000.png", 99)  # sorts before the last line
+    assert run_all(folder, out).export_how == "merged"
+    assert inodes(out) != before
+    assert_current(out, tmp_path)
+
+    after = inodes(out)
+    picture(folder / "2026-12-02" / "00005.png", 55, "changed, ")  # the last line, read again
+    picture(folder / "2026-12-03" / "00000.png", 7)  # new, sorts last
+    assert run_all(folder, out).export_how == "merged"
+    assert inodes(out) != after  # an old image changed: merged, not appended
+    assert_current(out, tmp_path)
+
+
+def test_a_state_without_the_largest_id_is_merged_not_appended(tmp_path: Path) -> None:
+    """A state file written before the largest id was kept: no append (it cannot tell which
+    images the files hold), the whole merge as before."""
+    folder, out = tmp_path / "Input", tmp_path / "out"
+    picture(folder / "a.png", 1)
+    run_all(folder, out)
+    state = export_state.state_path(out / "images.db")
+    data = json.loads(state.read_bytes())
+    assert data["top_id"] == 1
+    del data["top_id"]
+    state.write_text(json.dumps(data))
+    before = inodes(out)
+
+    picture(folder / "b.png", 2)
+    assert run_all(folder, out).export_how == "merged"
+    assert inodes(out) != before
+    assert_current(out, tmp_path)
+
+
+def test_append_both_declines_an_image_the_files_may_hold(tmp_path: Path) -> None:
+    conn = db.connect(tmp_path / "images.db")
+    with db.transaction(conn):
+        for ident in (1, 2):
+            stored(conn, ident, f"k{ident}", f"/p/{ident}.png", "x")
+    jsonl, csv = tmp_path / "records.jsonl", tmp_path / "records.csv"
+    export.write_both(conn, jsonl, csv)
+    with db.transaction(conn):
+        stored(conn, 3, "k3", "/p/3.png", "new")
+        stored(conn, 2, "k2", "/p/9.png", "moved to a later path")
+    files = (jsonl.read_bytes(), csv.read_bytes())
+    # Image 2 is not newer than the files (top id 2): its old line must go, so no append.
+    assert export.append_both(conn, jsonl, csv, export.Changes(ids={2, 3}), top_id=2) is None
+    # A moved image's old path before the last line: no append either.
+    changes = export.Changes(ids={3}, paths={"/p/1.png"})
+    assert export.append_both(conn, jsonl, csv, changes, top_id=2) is None
+    assert (jsonl.read_bytes(), csv.read_bytes()) == files
+    assert export.append_both(conn, jsonl, csv, export.Changes(ids={3}), top_id=2) == (1, 1)
+    assert jsonl.read_bytes().startswith(files[0]) and csv.read_bytes().startswith(files[1])
+    assert jsonl.read_bytes().splitlines()[-1].startswith(b'{"path":"/p/3.png"')
+    conn.close()

@@ -76,6 +76,9 @@ class State:
     database: list[Any]
     files: list[dict[str, Any] | None]
     pending: Changes = field(default_factory=Changes)
+    # The largest image id once the files were written: an image above it is not in them
+    # (export.append_both). None in a state written before it was kept.
+    top_id: int | None = None
 
     def describes(self, conn: sqlite3.Connection, *paths: Path) -> bool:
         """Whether ``paths`` are the files this state names, unchanged since written from the
@@ -90,7 +93,14 @@ class State:
             "keys": sorted(self.pending.keys),
             "paths": sorted(self.pending.paths),
         }
-        return orjson.dumps({"database": self.database, "files": self.files, "pending": pending})
+        return orjson.dumps(
+            {
+                "database": self.database,
+                "files": self.files,
+                "pending": pending,
+                "top_id": self.top_id,
+            }
+        )
 
     @classmethod
     def loads(cls, text: bytes) -> State | None:
@@ -106,6 +116,7 @@ class State:
                     {str(key) for key in pending["keys"]},
                     {str(path) for path in pending["paths"]},
                 ),
+                None if data.get("top_id") is None else int(data["top_id"]),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
@@ -178,7 +189,8 @@ def claimed(database: Path) -> Iterator[Claim]:
 @dataclass
 class Refreshed:
     """How the files were brought up to date: ``unchanged`` (not touched), ``merged`` (the
-    changed records merged in) or ``written`` (whole); records in the files and records read
+    changed records merged in, or appended when they all come after the files' last) or
+    ``written`` (whole); records written (by an append: those appended) and records read
     from the database."""
 
     how: str
@@ -207,12 +219,20 @@ def refresh(
         if not pending:
             publish(taken, previous)
             return Refreshed("unchanged")
-        with contextlib.suppress(export.NotMergeable):
-            result = Refreshed("merged", *export.merge_both(conn, jsonl, csv, pending))
+        if previous.top_id is not None:
+            appended = export.append_both(conn, jsonl, csv, pending, previous.top_id)
+            if appended is not None:
+                result = Refreshed("merged", *appended)
+        if result is None:
+            with contextlib.suppress(export.NotMergeable):
+                result = Refreshed("merged", *export.merge_both(conn, jsonl, csv, pending))
     if result is None:
         written = export.write_both(conn, jsonl, csv)
         result = Refreshed("written", written, written)
-    publish(taken, State(database_identity(conn), [file_identity(jsonl), file_identity(csv)]))
+    # Read after the files were written: at least the id of every image in them.
+    (top_id,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM images").fetchone()
+    files = [file_identity(jsonl), file_identity(csv)]
+    publish(taken, State(database_identity(conn), files, top_id=top_id))
     return result
 
 
