@@ -369,13 +369,14 @@ def run_all(corpus: Path, out_dir: Path, *flags: str) -> float:
 def add_files_rows(path: Path, images: int, files: int) -> list[Row]:
     """`aimeta all` on a new bench/make_corpus.py folder of ``files`` files into the folder of
     ``path`` (so into the big database) and into an empty folder; then the same with
-    --no-export on another new folder (the database's share of the work: a merge of the
-    exports copies every line of records.*). The corpora are seeded by the database's size,
-    so that a second --reuse run reads new files (the same files again would be re-linked by
-    content, not added)."""
+    --no-export on another new folder (the database's share of the work). The corpora are
+    seeded by the database's size, so that a second --reuse run reads new files (the same
+    files again would be re-linked by content, not added)."""
     rows: list[Row] = []
     for seed, flags in ((images, ()), (images + 1, ("--no-export",))):
-        scratch = Path(tempfile.mkdtemp(prefix="aimeta-scale-files-"))
+        # Named by the time: each run's files sort after the last run's, as a generator's
+        # next files do, so their records are appended to records.* (not merged).
+        scratch = Path(tempfile.mkdtemp(prefix=f"aimeta-scale-files-{time.time_ns()}-"))
         try:
             corpus = scratch / "corpus"
             subprocess.run(
