@@ -248,13 +248,19 @@ def test_merge_both_equals_a_whole_export(tmp_path: Path) -> None:
     assert csv.read_bytes() == (tmp_path / "w.csv").read_bytes()
 
 
-def test_merge_both_refuses_files_that_do_not_match(tmp_path: Path) -> None:
+def two_images_exported(tmp_path: Path) -> tuple[sqlite3.Connection, Path, Path]:
+    """Images 1 and 2 at /p/1.png and /p/2.png, written whole to records.jsonl and .csv."""
     conn = db.connect(tmp_path / "images.db")
     with db.transaction(conn):
         for ident in (1, 2):
             stored(conn, ident, f"k{ident}", f"/p/{ident}.png", "x")
     jsonl, csv = tmp_path / "records.jsonl", tmp_path / "records.csv"
     export.write_both(conn, jsonl, csv)
+    return conn, jsonl, csv
+
+
+def test_merge_both_refuses_files_that_do_not_match(tmp_path: Path) -> None:
+    conn, jsonl, csv = two_images_exported(tmp_path)
     lines = jsonl.read_bytes().splitlines(keepends=True)
     jsonl.write_bytes(lines[1] + lines[0])  # out of order
     before = (jsonl.read_bytes(), csv.read_bytes())
@@ -366,12 +372,7 @@ def test_a_state_without_the_largest_id_is_merged_not_appended(tmp_path: Path) -
 
 
 def test_append_both_declines_an_image_the_files_may_hold(tmp_path: Path) -> None:
-    conn = db.connect(tmp_path / "images.db")
-    with db.transaction(conn):
-        for ident in (1, 2):
-            stored(conn, ident, f"k{ident}", f"/p/{ident}.png", "x")
-    jsonl, csv = tmp_path / "records.jsonl", tmp_path / "records.csv"
-    export.write_both(conn, jsonl, csv)
+    conn, jsonl, csv = two_images_exported(tmp_path)
     with db.transaction(conn):
         stored(conn, 3, "k3", "/p/3.png", "new")
         stored(conn, 2, "k2", "/p/9.png", "moved to a later path")
