@@ -382,8 +382,12 @@ def test_append_both_declines_an_image_the_files_may_hold(tmp_path: Path) -> Non
     # A moved image's old path before the last line: no append either.
     changes = export.Changes(ids={3}, paths={"/p/1.png"})
     assert export.append_both(conn, jsonl, csv, changes, top_id=2) is None
+    # A key no image has any more (re-keyed or deleted) may have a line anywhere: no append.
+    changes = export.Changes(ids={3}, keys={"k3", "k-gone"})
+    assert export.append_both(conn, jsonl, csv, changes, top_id=2) is None
     assert (jsonl.read_bytes(), csv.read_bytes()) == files
-    assert export.append_both(conn, jsonl, csv, export.Changes(ids={3}), top_id=2) == (1, 1)
+    changes = export.Changes(ids={3}, keys={"k3"})
+    assert export.append_both(conn, jsonl, csv, changes, top_id=2) == (1, 1)
     assert jsonl.read_bytes().startswith(files[0]) and csv.read_bytes().startswith(files[1])
     assert jsonl.read_bytes().splitlines()[-1].startswith(b'{"path":"/p/3.png"')
     conn.close()

@@ -312,7 +312,7 @@ def append_both(
     The files are appended in place: a run killed meanwhile publishes no state, and the next
     one writes them whole."""
     ids, paths = _changed_images(conn, changes)
-    if not ids or min(ids) <= top_id:
+    if not ids or min(ids) <= top_id or not _all_keys_stored(conn, changes.keys):
         return None
     last = _last_path(jsonl_path)
     if last is None or any(path.encode() <= last for path in paths):
@@ -331,6 +331,15 @@ def append_both(
             handle.flush()
             os.fsync(handle.fileno())
     return count, len(ids)
+
+
+def _all_keys_stored(conn: sqlite3.Connection, keys: set[str]) -> bool:
+    """Whether an image has each key: a merge drops the lines of a key wherever they are, so
+    one that no image has now (re-keyed, deleted) may still have a line in the files."""
+    if not keys:
+        return True
+    sql = f"SELECT COUNT(*) FROM images WHERE key {_IDS}"
+    return int(conn.execute(sql, (orjson.dumps(sorted(keys)).decode(),)).fetchone()[0]) == len(keys)
 
 
 def _last_path(jsonl_path: Path) -> bytes | None:
