@@ -408,7 +408,7 @@ async function loadFacets(generation) {
   const hint = document.createElement("p");
   hint.className = "hint";
   hint.textContent = "Click to filter, Alt-click to exclude" +
-    (data.sampled ? ` (counts over the first ${data.images.toLocaleString()} matches)` : "");
+    (data.sampled ? ` (counts over a sample of ${data.images.toLocaleString()} matches)` : "");
   box.append(hint);
   for (const [key, title, param, notParam] of FACETS) {
     if (!data[key] || !data[key].length) continue;
