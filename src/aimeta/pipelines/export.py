@@ -238,7 +238,12 @@ _KEY_END = b'","generator":'
 
 
 def merge_both(
-    conn: sqlite3.Connection, jsonl_path: Path, csv_path: Path, changes: Changes
+    conn: sqlite3.Connection,
+    jsonl_path: Path,
+    csv_path: Path,
+    changes: Changes,
+    *,
+    top_id: int | None = None,
 ) -> tuple[int, int]:
     """Write records.jsonl and records.csv as :func:`write_both` would, from the previous
     files and the records of ``changes`` only: the lines of unchanged images are copied as
@@ -248,8 +253,15 @@ def merge_both(
 
     Both files hold one record per image in (path, id) order; the CSV's records follow the
     JSON lines one for one. Every image sharing a path with a changed one is read again, so
-    on any path the lines are all old or all new, and the path alone orders the merge."""
+    on any path the lines are all old or all new, and the path alone orders the merge.
+
+    With ``top_id`` (the largest image id when the files were written) the records are
+    appended instead when that gives the same files (see :func:`append_both`)."""
     ids, paths = _changed_images(conn, changes)
+    if top_id is not None:
+        appended = _append(conn, jsonl_path, csv_path, changes, ids, paths, top_id)
+        if appended is not None:
+            return appended
     dropped_paths = {path.encode() for path in paths}
     # A key as it is written inside its JSON string (orjson escapes deterministically).
     dropped_keys = {orjson.dumps(key)[1:-1] for key in changes.keys}
@@ -312,6 +324,19 @@ def append_both(
     The files are appended in place: a run killed meanwhile publishes no state, and the next
     one writes them whole."""
     ids, paths = _changed_images(conn, changes)
+    return _append(conn, jsonl_path, csv_path, changes, ids, paths, top_id)
+
+
+def _append(
+    conn: sqlite3.Connection,
+    jsonl_path: Path,
+    csv_path: Path,
+    changes: Changes,
+    ids: set[int],
+    paths: set[str],
+    top_id: int,
+) -> tuple[int, int] | None:
+    """:func:`append_both` for the images and paths :func:`_changed_images` gave."""
     if not ids or min(ids) <= top_id or not _all_keys_stored(conn, changes.keys):
         return None
     last = _last_path(jsonl_path)

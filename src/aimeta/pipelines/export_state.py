@@ -77,7 +77,7 @@ class State:
     files: list[dict[str, Any] | None]
     pending: Changes = field(default_factory=Changes)
     # The largest image id once the files were written: an image above it is not in them
-    # (export.append_both). None in a state written before it was kept.
+    # (export.merge_both appends then). None in a state written before it was kept.
     top_id: int | None = None
 
     def describes(self, conn: sqlite3.Connection, *paths: Path) -> bool:
@@ -219,13 +219,9 @@ def refresh(
         if not pending:
             publish(taken, previous)
             return Refreshed("unchanged")
-        if previous.top_id is not None:
-            appended = export.append_both(conn, jsonl, csv, pending, previous.top_id)
-            if appended is not None:
-                result = Refreshed("merged", *appended)
-        if result is None:
-            with contextlib.suppress(export.NotMergeable):
-                result = Refreshed("merged", *export.merge_both(conn, jsonl, csv, pending))
+        with contextlib.suppress(export.NotMergeable):
+            merged = export.merge_both(conn, jsonl, csv, pending, top_id=previous.top_id)
+            result = Refreshed("merged", *merged)
     if result is None:
         written = export.write_both(conn, jsonl, csv)
         result = Refreshed("written", written, written)
