@@ -431,7 +431,10 @@ def detail(conn: sqlite3.Connection, ident: int, *, raw: bool = False) -> dict[s
 # ids evenly over the residues, so every range of the library gives its share. One filtered
 # pass over the matches (ordering them all by the scrambled id instead costs a sort: 1,000,000
 # images, 270 -> 530 ms a call unfiltered, 306 -> 754 ms with a common token).
-_SCRAMBLED_ID = f"((i.id % {_PRIME}) * 1597334677 % {_PRIME})"
+def _sampled(column: str) -> str:
+    """The condition that keeps ``column``'s ids whose scrambled value is a multiple of
+    ``:every``."""
+    return f"(({column} % {_PRIME}) * 1597334677 % {_PRIME}) % :every = 0"
 
 
 def _facet_sample(conn: sqlite3.Connection, query: LibraryQuery) -> tuple[list[int], bool]:
@@ -449,13 +452,12 @@ def _facet_sample(conn: sqlite3.Connection, query: LibraryQuery) -> tuple[list[i
     # as they are, divided by it (exact for evenly spread matches).
     share = (ids[-1] - ids[0] + 1) / (last - ids[0] + 1)
     every = max(1, int(len(ids) / share / FACET_SAMPLE))
-    spread = f"SELECT i.id{_from([*conditions, f'{_SCRAMBLED_ID} % :every = 0'], user=user)}"
+    spread = f"SELECT i.id{_from([*conditions, _sampled('i.id')], user=user)}"
     if len(conditions) == 1 and conditions[0].startswith("i.id IN ("):
         # Only the filters of aimeta search: their ids without a look-up of each image
         # (258,725 matches of 1,000,000: 307 -> 16 ms), as _count does.
         found = conditions[0].removeprefix("i.id IN (").removesuffix(")")
-        passes = _SCRAMBLED_ID.replace("i.id", "i")
-        spread = f"WITH f(i) AS ({found}) SELECT i FROM f WHERE {passes} % :every = 0"
+        spread = f"WITH f(i) AS ({found}) SELECT i FROM f WHERE {_sampled('i')}"
     for retry in range(4):
         picked = [row[0] for row in _run(conn, spread, params | {"every": every})]
         if every == 1 or len(picked) >= FACET_SAMPLE // 2:
